@@ -1,0 +1,146 @@
+"""
+### daily_performance — every active account's performance for ONE business date
+
+**What it does.** For business date **D**, pulls each account's day from the ML engine
+(`GET /api/v1/performance/daily`, paged), validates every item, and stores one row per
+(account, D) in `investment.daily_performance`; then brings `accounts.current_balance` and
+`total_return_percentage` up to date.
+
+**Which date.** D is the calendar date of the run's *logical date* in `CRON_TIMEZONE` (default
+UTC). The scheduled run for D starts after D has ended (00:30 the next day by default,
+`DAILY_PERFORMANCE_CRON`). A run for a day that has not ended fails at once and writes nothing.
+
+**Reruns and backfills are safe.** A rerun replaces D's rows (one upsert per run, never a
+duplicate). Days can run in any order: when an earlier day changes, the cumulative fields of
+later stored days are recomputed. A backfill of an old day never overwrites a newer balance.
+
+**Cumulative fields.** `cumulative_return` = sum of `daily_return` up to and including D;
+`cumulative_return_percentage` = time-weighted return, (∏(1 + r/100) − 1) × 100, chained with
+10 decimals (half-even) per day.
+
+**When it fails.**
+- *business date … has not ended yet*: pick an earlier logical date.
+- *N engine item(s) rejected*: the good items were stored; each reject and its reason is in
+  `investment.daily_performance_rejects` (and the `summarise` log). Fix the engine's data and
+  rerun D. `DAILY_REJECT_TOLERANCE` (default 0) sets how many rejects a run accepts.
+- *ML engine HTTP 429/5xx or unreachable*: retried with backoff, then the task fails; nothing
+  was written for D. Rerun D when the engine is back.
+
+Accounts active on D that the engine sent nothing for are listed in the summary (`missing`).
+Tasks: snapshot active accounts → pull engine pages → compute returns → persist → update
+account snapshots → summarise (→ drop staging).
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task, teardown
+from investment_jobs import config
+from investment_jobs.dag_support import default_args, schedule_for
+
+DAG_ID = "daily_performance"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=schedule_for(DAG_ID),
+    start_date=pendulum.datetime(2025, 1, 1, tz=config.cron_timezone()),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["investment", "money", "ml-engine", "daily"],
+    doc_md=__doc__,
+)
+def daily_performance() -> None:
+    @task
+    def fetch_active_accounts(**context) -> dict:
+        """Resolve D from the run and snapshot the accounts active on D into staging."""
+        from investment_jobs.dag_support import business_date_from_context
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.daily import Staging, snapshot_active_accounts
+
+        now = pendulum.now("UTC")  # clock-ok: only to refuse a day that has not ended
+        business_date = business_date_from_context(context, now)
+        staging = Staging.for_run(business_date, context["run_id"])
+        with connect() as conn:
+            active = snapshot_active_accounts(conn, staging, config.cron_timezone())
+        return {"staging": staging.to_xcom(), "active_accounts": active, "started_at": now.isoformat()}
+
+    @task
+    def pull_ml_performance(ref: dict) -> dict:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.daily import Staging, pull_performance
+        from investment_jobs.ml_engine.client import MLEngineClient
+
+        staging = Staging.from_xcom(ref["staging"])
+        with connect() as conn, MLEngineClient() as client:
+            return pull_performance(conn, client, staging, config.ml_engine_page_size())
+
+    @task
+    def compute_returns(ref: dict, pulled: dict) -> dict:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.jobs.daily import compute_returns as compute
+
+        with connect() as conn:
+            return compute(conn, Staging.from_xcom(ref["staging"]), config.cron_timezone())
+
+    @task
+    def persist(ref: dict, computed: dict) -> dict:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.jobs.daily import persist as write
+
+        with connect() as conn:
+            return write(conn, Staging.from_xcom(ref["staging"]))
+
+    @task
+    def update_account_snapshots(ref: dict, persisted: dict) -> dict:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.jobs.daily import update_account_snapshots as update
+
+        with connect() as conn:
+            return update(conn, Staging.from_xcom(ref["staging"]))
+
+    @task
+    def summarise(ref: dict, pulled: dict, computed: dict, persisted: dict, updated: dict) -> dict:
+        """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE."""
+        from airflow.sdk.exceptions import AirflowFailException
+        from investment_jobs.dag_support import log_summary
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.daily import RejectsOverTolerance, Staging, check_tolerance
+        from investment_jobs.jobs.daily import summarise as summarise_run
+
+        counts = {"active_accounts": ref["active_accounts"], **pulled, **computed, **persisted, **updated}
+        with connect() as conn:
+            summary = summarise_run(conn, Staging.from_xcom(ref["staging"]), counts,
+                                    config.daily_reject_tolerance())
+        elapsed = pendulum.now("UTC") - pendulum.parse(ref["started_at"])  # clock-ok: a duration
+        summary["duration_ms"] = int(elapsed.total_seconds() * 1000)
+        log_summary(summary)
+        try:
+            check_tolerance(summary)
+        except RejectsOverTolerance as exc:
+            raise AirflowFailException(str(exc)) from None
+        return summary
+
+    @teardown
+    def drop_staging(ref: dict) -> None:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.jobs.daily import drop_staging as drop
+
+        with connect() as conn:
+            drop(conn, Staging.from_xcom(ref["staging"]))
+
+    ref = fetch_active_accounts()
+    pulled = pull_ml_performance(ref)
+    computed = compute_returns(ref, pulled)
+    persisted = persist(ref, computed)
+    updated = update_account_snapshots(ref, persisted)
+    summary = summarise(ref, pulled, computed, persisted, updated)
+    summary >> drop_staging(ref)
+
+
+daily_performance()

@@ -1,0 +1,129 @@
+"""The one place that reads settings: env vars, schedules and connection ids (contracts.md).
+
+Kept import-light: DAG files import it at parse time, so it must not touch a database, the
+network, Airflow Variables or heavy libraries.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+INVESTMENT_DB_CONN_ID = "investment_db"
+ML_ENGINE_CONN_ID = "ml_engine"
+STRIPE_CONN_ID = "stripe_default"
+
+STAGING_SCHEMA = "investment_staging"
+
+
+@dataclass(frozen=True)
+class JobSchedule:
+    dag_id: str
+    default_cron: str
+    env_var: str
+
+    @property
+    def cron(self) -> str:
+        return env_str(self.env_var, self.default_cron)
+
+
+SCHEDULES: dict[str, JobSchedule] = {
+    s.dag_id: s
+    for s in (
+        JobSchedule("daily_performance", "30 0 * * *", "DAILY_PERFORMANCE_CRON"),
+        JobSchedule("monthly_distribution", "0 1 1 * *", "MONTHLY_DISTRIBUTION_CRON"),
+        JobSchedule("withdrawal_processing", "*/30 * * * *", "WITHDRAWAL_PROCESSING_CRON"),
+        JobSchedule("ml_performance_sync", "15 * * * *", "ML_PERFORMANCE_SYNC_CRON"),
+        JobSchedule("data_cleanup", "0 3 * * 0", "DATA_CLEANUP_CRON"),
+    )
+}
+
+MONEY_DAG_IDS = ("daily_performance", "monthly_distribution", "withdrawal_processing")
+
+
+def env_str(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:  # float-ok: durations, never money
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)  # float-ok: durations, never money
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def cron_timezone() -> str:
+    return env_str("CRON_TIMEZONE", "UTC")
+
+
+def cron_jobs_enabled() -> bool:
+    return env_bool("ENABLE_CRON_JOBS", True)
+
+
+def daily_reject_tolerance() -> int:
+    return env_int("DAILY_REJECT_TOLERANCE", 0)
+
+
+@dataclass(frozen=True)
+class HttpRetryPolicy:
+    """Retries of one HTTP call (429/5xx/connection errors), before Airflow's task retries."""
+
+    attempts: int
+    initial_wait: float  # float-ok: seconds
+    max_wait: float  # float-ok: seconds
+    timeout: float  # float-ok: seconds
+
+
+def ml_engine_retry_policy() -> HttpRetryPolicy:
+    return HttpRetryPolicy(
+        attempts=env_int("ML_ENGINE_HTTP_ATTEMPTS", 5),
+        initial_wait=env_float("ML_ENGINE_HTTP_INITIAL_WAIT", 1.0),
+        max_wait=env_float("ML_ENGINE_HTTP_MAX_WAIT", 30.0),
+        timeout=env_float("ML_ENGINE_HTTP_TIMEOUT", 30.0),
+    )
+
+
+def ml_engine_page_size() -> int:
+    return env_int("ML_ENGINE_PAGE_SIZE", 5000)
+
+
+@dataclass(frozen=True)
+class TaskRetryPolicy:
+    retries: int
+    retry_delay: timedelta
+    max_retry_delay: timedelta
+
+
+def task_retry_policy() -> TaskRetryPolicy:
+    """Airflow task retries with exponential backoff; env-tunable so tests need not wait."""
+    return TaskRetryPolicy(
+        retries=env_int("TASK_RETRIES", 3),
+        retry_delay=timedelta(seconds=env_float("TASK_RETRY_DELAY_SECONDS", 60.0)),
+        max_retry_delay=timedelta(seconds=env_float("TASK_MAX_RETRY_DELAY_SECONDS", 900.0)),
+    )

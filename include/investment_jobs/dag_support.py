@@ -1,0 +1,60 @@
+"""What every DAG of the package shares: schedule, defaults, business date, summary logging.
+
+Imported by DAG files at parse time: no DB, HTTP or Variable access here, and nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from investment_jobs import config
+from investment_jobs.business_dates import BusinessDateNotEnded, business_date_of, require_ended
+
+OWNER = "investment-ops"
+log = logging.getLogger("investment_jobs")
+
+
+def schedule_for(dag_id: str):  # noqa: ANN201 - an Airflow timetable
+    """The DAG's timetable: its cron (env-overridable) as data intervals in CRON_TIMEZONE."""
+    cron = config.SCHEDULES[dag_id].cron
+    tz = config.cron_timezone()
+    if config.cron_jobs_enabled():
+        from airflow.sdk import CronDataIntervalTimetable
+
+        return CronDataIntervalTimetable(cron, timezone=tz)
+    from investment_jobs.timetables import CronDataIntervalUnscheduled
+
+    return CronDataIntervalUnscheduled(cron, timezone=tz)
+
+
+def default_args() -> dict[str, Any]:
+    policy = config.task_retry_policy()
+    return {
+        "owner": OWNER,
+        "retries": policy.retries,
+        "retry_delay": policy.retry_delay,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": policy.max_retry_delay,
+    }
+
+
+def business_date_from_context(context: Any, now: datetime) -> date:
+    """D for this run: the logical date's calendar date in CRON_TIMEZONE; refuses an open day."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    tz = config.cron_timezone()
+    logical = context.get("logical_date") or context["dag_run"].run_after
+    business_date = business_date_of(logical, tz)
+    try:
+        require_ended(business_date, tz, now)
+    except BusinessDateNotEnded as exc:
+        raise AirflowFailException(str(exc)) from None
+    return business_date
+
+
+def log_summary(summary: dict[str, Any]) -> None:
+    """One structured JSON line: what the run did, readable in the task log in the UI."""
+    log.info("%s", json.dumps(summary, sort_keys=True, default=str))

@@ -1,0 +1,1 @@
+"""Database access: connections, staging tables and migrations for schema ``investment``."""

@@ -1,0 +1,369 @@
+"""daily_performance: record every active account's performance for ONE business date D.
+
+Steps (each one DAG task, each one database transaction, each safe to retry):
+
+1. ``snapshot_active_accounts``  accounts active on D (contracts.md) into a staging table.
+2. ``pull_performance``          page the engine's bulk listing for D; validate each item in
+                                 Decimal; COPY good items and rejects into staging tables.
+3. ``compute_returns``           reject unknown/inactive/duplicate accounts (set-based), and
+                                 compute D's cumulative fields from the stored day before D.
+4. ``persist``                   upsert D's rows and this run's rejects; recompute the
+                                 cumulative fields of stored days after D (late or backwards runs).
+5. ``update_account_snapshots``  current_balance only where D is the newest stored day;
+                                 total_return_percentage from the newest stored day.
+6. ``summarise``                 one JSON line; fail when rejects exceed the tolerance.
+7. ``drop_staging``              teardown.
+
+Cumulative fields (the order-independent definition): for each stored row,
+``cumulative_return`` = Σ daily_return of the account's stored rows up to and including it, and
+``cumulative_return_percentage`` = the time-weighted chain of daily_return_percentage over the
+same rows, rounded to 10 decimals half-even at each step (``investment.twr_step``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from investment_jobs.config import STAGING_SCHEMA
+from investment_jobs.money import dumps_exact
+from investment_jobs.performance import DailyItem, Rejected, validate_item
+
+if TYPE_CHECKING:
+    import psycopg
+    from investment_jobs.ml_engine.client import MLEngineClient
+
+log = logging.getLogger(__name__)
+
+SUMMARY_ID_LIMIT = 100  # ids listed in a summary line; the tables hold all of them
+
+
+class RejectsOverTolerance(Exception):
+    """More items were rejected than DAILY_REJECT_TOLERANCE allows."""
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Names of one run's staging tables: what the tasks hand each other instead of rows."""
+
+    business_date: str
+    run_id: str
+    tag: str
+
+    @classmethod
+    def for_run(cls, business_date: date, run_id: str) -> Staging:
+        digest = hashlib.sha1(f"{run_id}|{business_date}".encode()).hexdigest()[:12]
+        return cls(business_date.isoformat(), run_id, f"{business_date:%Y%m%d}_{digest}")
+
+    @property
+    def day(self) -> date:
+        return date.fromisoformat(self.business_date)
+
+    def table(self, role: str) -> str:
+        return f"{STAGING_SCHEMA}.dp_{role}_{self.tag}"
+
+    def to_xcom(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict[str, str]) -> Staging:
+        return cls(**value)
+
+
+def _sql(query: str, st: Staging) -> str:
+    """Fill the staging table names into a query (they are generated, never user input)."""
+    return query.format(accounts=st.table("accounts"), items=st.table("items"),
+                        rejects=st.table("rejects"), ready=st.table("ready"))
+
+
+# ---------------------------------------------------------------------------------------------
+def snapshot_active_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> int:
+    """Create the run's staging tables and fill the set of accounts active on D."""
+    with conn.transaction():
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STAGING_SCHEMA}")
+        for role in ("accounts", "items", "rejects", "ready"):
+            conn.execute(f"DROP TABLE IF EXISTS {st.table(role)}")
+        conn.execute(_sql(
+            """
+            CREATE UNLOGGED TABLE {accounts} AS
+            SELECT a.id AS account_id, a.product_id
+            FROM investment.accounts a
+            WHERE (a.opened_at AT TIME ZONE %(tz)s)::date <= %(d)s
+              AND a.status <> 'suspended'
+              AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(d)s)
+            """, st), {"tz": timezone, "d": st.day})
+        conn.execute(f"ALTER TABLE {st.table('accounts')} ADD PRIMARY KEY (account_id)")
+        conn.execute(_sql(
+            """
+            CREATE UNLOGGED TABLE {items} (
+                account_id uuid NOT NULL,
+                opening_balance numeric NOT NULL, closing_balance numeric NOT NULL,
+                daily_return numeric NOT NULL, daily_return_percentage numeric NOT NULL,
+                trades_executed integer NOT NULL, winning_trades integer NOT NULL,
+                losing_trades integer NOT NULL, ml_agent_data jsonb);
+            CREATE UNLOGGED TABLE {rejects} (account_id text NOT NULL, reason text NOT NULL, item jsonb);
+            """, st))
+        count = conn.execute(f"SELECT count(*) FROM {st.table('accounts')}").fetchone()[0]
+    return int(count)
+
+
+def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Staging, page_size: int
+                     ) -> dict[str, int]:
+    """Page D's bulk listing into staging; one page in memory at a time; all or nothing."""
+    received = valid = rejected = pages = 0
+    with conn.transaction():
+        conn.execute(f"TRUNCATE {st.table('items')}, {st.table('rejects')}")
+        cur = conn.cursor()
+        for page in client.iter_daily_performance(st.day, page_size):
+            pages += 1
+            good: list[DailyItem] = []
+            bad: list[tuple[Rejected, Any]] = []
+            for raw in page:
+                outcome = validate_item(raw, st.day)
+                if isinstance(outcome, DailyItem):
+                    good.append(outcome)
+                else:
+                    bad.append((outcome, raw))
+            received += len(page)
+            valid += len(good)
+            rejected += len(bad)
+            with cur.copy(f"COPY {st.table('items')} FROM STDIN") as copy:
+                for item in good:
+                    copy.write_row((
+                        item.account_id, item.opening_balance, item.closing_balance, item.daily_return,
+                        item.daily_return_percentage, item.trades_executed, item.winning_trades,
+                        item.losing_trades,
+                        None if item.ml_agent_data is None else dumps_exact(item.ml_agent_data),
+                    ))
+            if bad:
+                with cur.copy(f"COPY {st.table('rejects')} FROM STDIN") as copy:
+                    for reject, raw in bad:
+                        copy.write_row((reject.account_id, reject.reason, _raw_json(raw)))
+        conn.execute(f"ANALYZE {st.table('items')}")
+    return {"pages": pages, "received": received, "valid": valid, "rejected": rejected}
+
+
+def _raw_json(raw: Any) -> str:
+    try:
+        return dumps_exact(raw)
+    except TypeError:
+        return json.dumps(repr(raw)[:2000])
+
+
+def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
+    """Reject items the book cannot take; compute D's cumulative fields from the day before."""
+    with conn.transaction():
+        conn.execute(f"DROP TABLE IF EXISTS {st.table('ready')}")
+        # A retry must not add these rejects twice: they are the ones with a 'match:' reason.
+        conn.execute(_sql("DELETE FROM {rejects} WHERE reason LIKE 'match:%%'", st))
+        conn.execute(_sql(
+            """
+            INSERT INTO {rejects} (account_id, reason, item)
+            SELECT i.account_id::text,
+                   CASE
+                     WHEN d.n > 1 THEN format('match: %%s items for this account and date; '
+                                              'none is taken until the engine sends one', d.n)
+                     WHEN a.id IS NULL THEN 'match: unknown account'
+                     ELSE format('match: account not active on %%s (status %%s, opened %%s, closed %%s)',
+                                 %(d)s::date, a.status,
+                                 (a.opened_at AT TIME ZONE %(tz)s)::date,
+                                 coalesce(((a.closed_at AT TIME ZONE %(tz)s)::date)::text, '-'))
+                   END,
+                   to_jsonb(i) - 'account_id' || jsonb_build_object('account_id', i.account_id)
+            FROM {items} i
+            LEFT JOIN (SELECT account_id, count(*) AS n FROM {items} GROUP BY 1 HAVING count(*) > 1) d
+                   USING (account_id)
+            LEFT JOIN {accounts} s USING (account_id)
+            LEFT JOIN investment.accounts a ON a.id = i.account_id
+            WHERE d.n IS NOT NULL OR s.account_id IS NULL
+            """, st), {"d": st.day, "tz": timezone})
+        conn.execute(_sql(
+            """
+            CREATE UNLOGGED TABLE {ready} AS
+            SELECT i.account_id, s.product_id, %(d)s::date AS date,
+                   i.opening_balance, i.closing_balance, i.daily_return, i.daily_return_percentage,
+                   coalesce(p.cumulative_return, 0) + i.daily_return AS cumulative_return,
+                   investment.twr_step(coalesce(p.cumulative_return_percentage, 0),
+                                       i.daily_return_percentage) AS cumulative_return_percentage,
+                   i.trades_executed, i.winning_trades, i.losing_trades, i.ml_agent_data
+            FROM {items} i
+            JOIN {accounts} s USING (account_id)
+            LEFT JOIN LATERAL (
+                SELECT dp.cumulative_return, dp.cumulative_return_percentage
+                FROM investment.daily_performance dp
+                WHERE dp.account_id = i.account_id AND dp.date < %(d)s
+                ORDER BY dp.date DESC LIMIT 1
+            ) p ON true
+            WHERE i.account_id NOT IN (SELECT account_id::uuid FROM {rejects} WHERE reason LIKE 'match:%%'
+                                       AND account_id ~ '^[0-9a-f-]{{36}}$')
+            """, st), {"d": st.day})
+        ready = conn.execute(f"SELECT count(*) FROM {st.table('ready')}").fetchone()[0]
+        rejected = conn.execute(f"SELECT count(*) FROM {st.table('rejects')}").fetchone()[0]
+    return {"ready": int(ready), "rejected": int(rejected)}
+
+
+def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
+    """Write D in one transaction: rows, this run's rejects, and later days' cumulative fields."""
+    with conn.transaction():
+        conn.execute("DELETE FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
+                     (st.run_id, st.day))
+        conn.execute(_sql(
+            """
+            INSERT INTO investment.daily_performance_rejects (run_id, date, account_id, reason, item)
+            SELECT %(run)s, %(d)s, account_id, regexp_replace(reason, '^match: ', ''), item FROM {rejects}
+            """, st), {"run": st.run_id, "d": st.day})
+        upserted = conn.execute(_sql(
+            """
+            INSERT INTO investment.daily_performance AS t (
+                account_id, product_id, date, opening_balance, closing_balance, daily_return,
+                daily_return_percentage, cumulative_return, cumulative_return_percentage,
+                trades_executed, winning_trades, losing_trades, ml_agent_data)
+            SELECT account_id, product_id, date, opening_balance, closing_balance, daily_return,
+                   daily_return_percentage, cumulative_return, cumulative_return_percentage,
+                   trades_executed, winning_trades, losing_trades, ml_agent_data
+            FROM {ready}
+            ON CONFLICT (account_id, date) DO UPDATE SET
+                product_id = EXCLUDED.product_id,
+                opening_balance = EXCLUDED.opening_balance,
+                closing_balance = EXCLUDED.closing_balance,
+                daily_return = EXCLUDED.daily_return,
+                daily_return_percentage = EXCLUDED.daily_return_percentage,
+                cumulative_return = EXCLUDED.cumulative_return,
+                cumulative_return_percentage = EXCLUDED.cumulative_return_percentage,
+                trades_executed = EXCLUDED.trades_executed,
+                winning_trades = EXCLUDED.winning_trades,
+                losing_trades = EXCLUDED.losing_trades,
+                ml_agent_data = EXCLUDED.ml_agent_data
+            WHERE (t.product_id, t.opening_balance, t.closing_balance, t.daily_return,
+                   t.daily_return_percentage, t.cumulative_return, t.cumulative_return_percentage,
+                   t.trades_executed, t.winning_trades, t.losing_trades, t.ml_agent_data)
+              IS DISTINCT FROM
+                  (EXCLUDED.product_id, EXCLUDED.opening_balance, EXCLUDED.closing_balance,
+                   EXCLUDED.daily_return, EXCLUDED.daily_return_percentage, EXCLUDED.cumulative_return,
+                   EXCLUDED.cumulative_return_percentage, EXCLUDED.trades_executed,
+                   EXCLUDED.winning_trades, EXCLUDED.losing_trades, EXCLUDED.ml_agent_data)
+            """, st)).rowcount
+        # Days after D were chained from the old D (or from a gap): chain them again from D.
+        later = conn.execute(_sql(
+            """
+            WITH seed AS (
+                SELECT r.account_id, r.cumulative_return AS cum0, r.cumulative_return_percentage AS twr0
+                FROM {ready} r
+                WHERE EXISTS (SELECT 1 FROM investment.daily_performance l
+                              WHERE l.account_id = r.account_id AND l.date > %(d)s)
+            ), chained AS (
+                SELECT l.account_id, l.date,
+                       s.cum0 + sum(l.daily_return) OVER w AS cumulative_return,
+                       investment.twr_chain(s.twr0, l.daily_return_percentage) OVER w
+                           AS cumulative_return_percentage
+                FROM investment.daily_performance l JOIN seed s USING (account_id)
+                WHERE l.date > %(d)s
+                WINDOW w AS (PARTITION BY l.account_id ORDER BY l.date
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            )
+            UPDATE investment.daily_performance t
+            SET cumulative_return = c.cumulative_return,
+                cumulative_return_percentage = c.cumulative_return_percentage
+            FROM chained c
+            WHERE t.account_id = c.account_id AND t.date = c.date
+              AND (t.cumulative_return, t.cumulative_return_percentage)
+                  IS DISTINCT FROM (c.cumulative_return, c.cumulative_return_percentage)
+            """, st), {"d": st.day}).rowcount
+        rejects = conn.execute(
+            "SELECT count(*) FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
+            (st.run_id, st.day)).fetchone()[0]
+    return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects)}
+
+
+def update_account_snapshots(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
+    """Bring accounts up to their newest stored day, and never back to an older one.
+
+    current_balance takes D's closing only where D is the account's newest stored day (a backfill
+    of an old day leaves a newer balance alone); total_return_percentage always follows the newest
+    stored day, whose chain a late day may have just changed.
+    """
+    with conn.transaction():
+        updated = conn.execute(_sql(
+            """
+            WITH newest AS (
+                SELECT DISTINCT ON (dp.account_id)
+                       dp.account_id, dp.date, dp.closing_balance, dp.cumulative_return_percentage
+                FROM investment.daily_performance dp
+                WHERE dp.account_id IN (SELECT account_id FROM {ready})
+                ORDER BY dp.account_id, dp.date DESC
+            )
+            UPDATE investment.accounts a
+            SET current_balance = CASE WHEN n.date = %(d)s THEN n.closing_balance ELSE a.current_balance END,
+                total_return_percentage = n.cumulative_return_percentage
+            FROM newest n
+            WHERE a.id = n.account_id
+              AND (CASE WHEN n.date = %(d)s THEN n.closing_balance ELSE a.current_balance END,
+                   n.cumulative_return_percentage)
+                  IS DISTINCT FROM (a.current_balance, a.total_return_percentage)
+            """, st), {"d": st.day}).rowcount
+    return {"accounts_updated": updated}
+
+
+def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any], tolerance: int
+              ) -> dict[str, Any]:
+    """The run's summary: processed, missing, rejected, totals. Raises past the reject tolerance."""
+    missing = conn.execute(_sql(
+        """
+        SELECT s.account_id::text FROM {accounts} s
+        WHERE NOT EXISTS (SELECT 1 FROM {items} i WHERE i.account_id = s.account_id)
+          AND NOT EXISTS (SELECT 1 FROM {rejects} r WHERE r.account_id = s.account_id::text)
+        ORDER BY 1
+        """, st)).fetchall()
+    rejects = conn.execute(
+        """SELECT account_id, reason FROM investment.daily_performance_rejects
+           WHERE run_id = %s AND date = %s ORDER BY account_id, id""", (st.run_id, st.day)).fetchall()
+    totals = conn.execute(_sql(
+        """
+        SELECT p.currency, count(*), sum(r.daily_return), sum(r.closing_balance)
+        FROM {ready} r JOIN investment.products p ON p.id = r.product_id
+        GROUP BY p.currency ORDER BY p.currency
+        """, st)).fetchall()
+    conn.rollback()
+    summary: dict[str, Any] = {
+        "job_name": "daily_performance",
+        "business_date": st.business_date,
+        "run_id": st.run_id,
+        "active_accounts": counts.get("active_accounts"),
+        "received": counts.get("received"),
+        "processed": counts.get("ready"),
+        "rows_changed": counts.get("upserted"),
+        "later_days_rechained": counts.get("later_days_rechained"),
+        "accounts_updated": counts.get("accounts_updated"),
+        "missing_count": len(missing),
+        "missing_account_ids": [m[0] for m in missing[:SUMMARY_ID_LIMIT]],
+        "rejected_count": len(rejects),
+        "rejected": [{"account_id": a, "reason": r} for a, r in rejects[:SUMMARY_ID_LIMIT]],
+        "reject_tolerance": tolerance,
+        "totals_by_currency": {
+            cur: {"accounts": n, "daily_return": str(ret), "closing_balance": str(bal)}
+            for cur, n, ret, bal in totals
+        },
+    }
+    return summary
+
+
+def check_tolerance(summary: dict[str, Any]) -> None:
+    if summary["rejected_count"] > summary["reject_tolerance"]:
+        listed = "; ".join(f"{r['account_id'] or '(no id)'}: {r['reason']}" for r in summary["rejected"][:20])
+        more = summary["rejected_count"] - min(20, summary["rejected_count"])
+        raise RejectsOverTolerance(
+            f"{summary['rejected_count']} engine item(s) rejected for {summary['business_date']} "
+            f"(tolerance {summary['reject_tolerance']}); good items were stored. Rejected: {listed}"
+            + (f"; and {more} more in investment.daily_performance_rejects" if more else "")
+            + ". Fix the engine's data, then rerun this date."
+        )
+
+
+def drop_staging(conn: psycopg.Connection, st: Staging) -> None:
+    with conn.transaction():
+        for role in ("accounts", "items", "rejects", "ready"):
+            conn.execute(f"DROP TABLE IF EXISTS {st.table(role)}")

@@ -1,0 +1,130 @@
+"""Client of the ML engine's HTTP API (contracts.md), on Airflow's HttpHook.
+
+Amounts are parsed from the JSON text into Decimal. 429, 5xx and connection errors are transient:
+retried with exponential backoff (tenacity), then raised for Airflow's task retries. Other 4xx are
+permanent. Bulk listings are paged until ``next_cursor`` is null, one page in memory at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from investment_jobs.config import ML_ENGINE_CONN_ID, HttpRetryPolicy, ml_engine_retry_policy
+from investment_jobs.money import loads_exact
+
+if TYPE_CHECKING:
+    import requests
+
+
+class EngineError(Exception):
+    """The engine answered in a way the job cannot use."""
+
+
+class TransientEngineError(EngineError):
+    """429, 5xx or a connection problem: worth retrying."""
+
+
+class PermanentEngineError(EngineError):
+    """Another 4xx, or a body that is not the documented shape: retrying will not help."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MLEngineClient:
+    def __init__(self, conn_id: str = ML_ENGINE_CONN_ID, policy: HttpRetryPolicy | None = None) -> None:
+        self.conn_id = conn_id
+        self.policy = policy or ml_engine_retry_policy()
+        self._session: requests.Session | None = None
+        self._base_url = ""
+
+    def _session_and_base(self) -> tuple[requests.Session, str]:
+        if self._session is None:
+            from airflow.providers.http.hooks.http import HttpHook
+
+            hook = HttpHook(method="GET", http_conn_id=self.conn_id)
+            self._session = hook.get_conn()
+            self._base_url = hook.base_url.rstrip("/")
+        return self._session, self._base_url
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> MLEngineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, *, params: dict | None = None,
+                 json_body: dict | None = None) -> Any:
+        import requests
+
+        session, base = self._session_and_base()
+        url = f"{base}{path}"
+
+        def once() -> Any:
+            try:
+                response = session.request(method, url, params=params, json=json_body,
+                                           timeout=self.policy.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientEngineError(f"{method} {path}: {type(exc).__name__}") from None
+            status = response.status_code
+            if status == 429 or status >= 500:
+                raise TransientEngineError(f"{method} {path}: HTTP {status}")
+            if status >= 400:
+                raise PermanentEngineError(f"{method} {path}: HTTP {status}: {response.text[:200]}", status)
+            if not response.content:
+                return None
+            try:
+                return loads_exact(response.content)
+            except ValueError as exc:
+                raise PermanentEngineError(f"{method} {path}: body is not JSON ({exc})") from None
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.policy.attempts),
+            wait=wait_exponential(multiplier=self.policy.initial_wait, max=self.policy.max_wait),
+            retry=retry_if_exception_type(TransientEngineError),
+            reraise=True,
+        )
+        return retrying(once)
+
+    def iter_daily_performance(self, business_date: date, limit: int) -> Iterator[list[Any]]:
+        """Yield the bulk listing of one date, page by page (raw items, Decimal amounts)."""
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"date": business_date.isoformat(), "limit": limit}
+            if cursor:
+                params["cursor"] = cursor
+            body = self._request("GET", "/api/v1/performance/daily", params=params)
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise PermanentEngineError("bulk listing: expected {'items': [...], 'next_cursor': ...}")
+            yield body["items"]
+            cursor = body.get("next_cursor")
+            if cursor is None:
+                return
+            if not isinstance(cursor, str) or not cursor:
+                raise PermanentEngineError(f"bulk listing: bad next_cursor {cursor!r}")
+
+    def account_performance(self, account_id: str, start: date, end: date) -> list[Any]:
+        body = self._request("GET", f"/api/v1/accounts/{account_id}/performance",
+                             params={"start_date": start.isoformat(), "end_date": end.isoformat()})
+        if not isinstance(body, list):
+            raise PermanentEngineError("account performance: expected a JSON list")
+        return body
+
+    def agents_performance(self, business_date: date) -> list[Any]:
+        body = self._request("GET", "/api/v1/agents/performance", params={"date": business_date.isoformat()})
+        if not isinstance(body, list):
+            raise PermanentEngineError("agents performance: expected a JSON list")
+        return body
+
+    def notify_withdrawal(self, payload: dict[str, Any]) -> None:
+        self._request("POST", "/api/v1/withdrawals/notifications", json_body=payload)
