@@ -1,0 +1,235 @@
+"""daily_performance through dag.test() against real PostgreSQL and the ML engine stand-in.
+
+Every test asserts the rows, not just the run state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from investment_jobs.ml_engine.data import EngineAccount, daily_item
+from investment_jobs.money import chain_twr
+
+from tests.conftest import Book, run_dag, task_states, xcom
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
+
+DAY = date(2026, 1, 5)
+TABLE = """SELECT account_id::text, product_id::text, date, opening_balance, closing_balance, daily_return,
+                  daily_return_percentage, cumulative_return, cumulative_return_percentage,
+                  trades_executed, winning_trades, losing_trades, ml_agent_data::text
+           FROM investment.daily_performance ORDER BY account_id, date"""
+ACCOUNTS = """SELECT id::text, current_balance, total_return_percentage FROM investment.accounts ORDER BY id"""
+
+
+def active_on(book: Book, day: date) -> set[str]:
+    return {a.account_id for a in book.accounts
+            if a.status != "suspended" and a.opened_on <= day and (a.closed_on is None or a.closed_on > day)}
+
+
+def expected_item(book: Book, account_id: str, day: date) -> dict:
+    a = next(a for a in book.accounts if a.account_id == account_id)
+    return daily_item(7, EngineAccount(a.account_id, a.opened_on, a.closed_on, a.initial_investment), day)
+
+
+def succeeded(dag_run) -> None:  # noqa: ANN001
+    assert str(dag_run.state) == "success", task_states(dag_run)
+
+
+def test_one_day_stores_every_active_account_exactly(book: Book) -> None:
+    succeeded(run_dag("daily_performance", DAY))
+
+    rows = book.query("SELECT account_id::text, opening_balance, closing_balance, daily_return, "
+                      "daily_return_percentage, cumulative_return, ml_agent_data->>'confidence' "
+                      "FROM investment.daily_performance WHERE date = %s", (DAY,))
+    assert {r[0] for r in rows} == active_on(book, DAY)
+    assert len(rows) == len(active_on(book, DAY)) > 10
+    for account_id, opening, closing, ret, pct, cumulative, confidence in rows:
+        item = expected_item(book, account_id, DAY)
+        assert (opening, closing, ret, pct) == (
+            Decimal(item["opening_balance"]), Decimal(item["closing_balance"]),
+            Decimal(item["daily_return"]), Decimal(item["daily_return_percentage"]))
+        assert cumulative == ret  # the first stored day
+        assert confidence == item["ml_agent_data"]["confidence"]
+    balances = dict(book.query("SELECT a.id::text, a.current_balance FROM investment.accounts a "
+                               "JOIN investment.daily_performance d ON d.account_id = a.id AND d.date = %s",
+                               (DAY,)))
+    assert balances == {r[0]: r[2] for r in rows}
+    assert book.query("SELECT count(*) FROM information_schema.tables "
+                      "WHERE table_schema = 'investment_staging'") == [(0,)]
+
+
+def reset_book(book: Book) -> None:
+    with book.connect() as conn:
+        conn.execute("TRUNCATE investment.daily_performance, investment.daily_performance_rejects")
+        conn.execute("UPDATE investment.accounts SET current_balance = initial_investment, "
+                     "total_return_percentage = 0")
+
+
+def test_month_forwards_and_backwards_give_identical_tables(book: Book) -> None:
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(31)]
+    for day in days:
+        succeeded(run_dag("daily_performance", day))
+    forwards, forward_accounts = book.query(TABLE), book.query(ACCOUNTS)
+
+    # The cumulative fields are the sum and the TWR chain of the stored days, in date order.
+    by_account: dict[str, list] = {}
+    for row in forwards:
+        by_account.setdefault(row[0], []).append(row)
+    for rows in by_account.values():
+        assert rows[-1][7] == sum(r[5] for r in rows)
+        assert rows[-1][8] == chain_twr([r[6] for r in rows])
+
+    reset_book(book)
+    for day in reversed(days):
+        succeeded(run_dag("daily_performance", day))
+    assert book.query(TABLE) == forwards
+    assert book.query(ACCOUNTS) == forward_accounts
+
+    # A late rerun of one earlier day, out of order, changes nothing either.
+    succeeded(run_dag("daily_performance", days[9]))
+    assert book.query(TABLE) == forwards
+
+
+def test_rerun_of_a_day_changes_nothing(book: Book) -> None:
+    succeeded(run_dag("daily_performance", DAY))
+    before = book.query(TABLE + "")
+    stamps = book.query("SELECT account_id, updated_at FROM investment.daily_performance ORDER BY 1")
+    succeeded(run_dag("daily_performance", DAY))
+    assert book.query(TABLE) == before
+    assert book.query("SELECT account_id, updated_at FROM investment.daily_performance ORDER BY 1") == stamps
+
+
+def test_stale_backfill_leaves_newer_balance_alone(book: Book) -> None:
+    later, earlier = DAY, DAY - timedelta(days=3)
+    succeeded(run_dag("daily_performance", later))
+    # Something outside this job (a completed withdrawal) moved one balance after `later`.
+    moved = sorted(active_on(book, later) & active_on(book, earlier))[0]
+    with book.connect() as conn:
+        conn.execute("UPDATE investment.accounts SET current_balance = current_balance - 100 WHERE id = %s",
+                     (moved,))
+    balances = dict(book.query("SELECT id::text, current_balance FROM investment.accounts"))
+
+    succeeded(run_dag("daily_performance", earlier))
+    assert dict(book.query("SELECT id::text, current_balance FROM investment.accounts")) == balances
+    # total_return_percentage follows the newest day, which the earlier day re-chained.
+    rows = book.query("""SELECT a.total_return_percentage, d.cumulative_return_percentage,
+                                d.cumulative_return, e.daily_return + d.daily_return
+                         FROM investment.accounts a
+                         JOIN investment.daily_performance d ON d.account_id = a.id AND d.date = %s
+                         JOIN investment.daily_performance e ON e.account_id = a.id AND e.date = %s""",
+                      (later, earlier))
+    assert rows and all(r[0] == r[1] and r[2] == r[3] for r in rows)
+
+
+BAD_KINDS = {
+    "missing_field": "missing field 'closing_balance'",
+    "non_numeric": "opening_balance: not a number",
+    "nan": "daily_return: not a finite number",
+    "infinity": "daily_return_percentage: not a finite number",
+    "negative_closing": "negative closing balance",
+    "return_mismatch": "differs from closing - opening",
+}
+
+
+def test_each_bad_item_is_rejected_with_its_reason_and_good_items_persist(book: Book, engine) -> None:  # noqa: ANN001
+    active = sorted(active_on(book, DAY))
+    bad = dict(zip(active, BAD_KINDS, strict=False))
+    suspended = next(a for a in book.accounts if a.status == "suspended")
+    # The engine also sends a suspended account, an unknown one, and one account twice.
+    engine.register([{"account_id": suspended.account_id, "opened_on": "2025-01-01", "closed_on": None,
+                      "initial_balance": "1000", "trading": True}])
+    duplicated = active[len(BAD_KINDS)]
+    engine.faults(malformed=bad, unknown_accounts=1, duplicate_accounts=[duplicated])
+
+    dag_run = run_dag("daily_performance", DAY)
+    assert str(dag_run.state) == "failed"
+    assert task_states(dag_run)["summarise"] == "failed"
+    assert task_states(dag_run)["persist"] == "success"
+
+    rejects = book.query("SELECT account_id, reason, item FROM investment.daily_performance_rejects "
+                         "WHERE date = %s AND run_id = %s", (DAY, dag_run.run_id))
+    reasons = {account: reason for account, reason, _ in rejects}
+    for account_id, kind in bad.items():
+        assert BAD_KINDS[kind] in reasons[account_id], (kind, reasons[account_id])
+    assert "account not active" in reasons[suspended.account_id]
+    assert "status suspended" in reasons[suspended.account_id]
+    assert any(r == "unknown account" for r in reasons.values())
+    assert [r for a, r, _ in rejects if a == duplicated] == [
+        "2 items for this account and date; none is taken until the engine sends one"] * 2
+    assert all(item is not None for _, _, item in rejects)
+
+    stored = {r[0] for r in book.query("SELECT account_id::text FROM investment.daily_performance")}
+    expected_good = set(active) - set(bad) - {duplicated}
+    assert stored == expected_good
+
+    summary = xcom(dag_run, "summarise")
+    assert summary is None  # the task failed: its reason is in the log, the rejects in the table
+
+    # The engine is fixed; a rerun of D completes the rejected accounts.
+    engine.faults()
+    engine.register([{"account_id": suspended.account_id, "opened_on": "2025-01-01", "closed_on": None,
+                      "initial_balance": "1000", "trading": False}])
+    succeeded(run_dag("daily_performance", DAY))
+    stored = {r[0] for r in book.query("SELECT account_id::text FROM investment.daily_performance")}
+    assert stored == set(active)
+
+
+def test_reject_tolerance_lets_the_run_succeed(book: Book, engine, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DAILY_REJECT_TOLERANCE", "1")
+    victim = sorted(active_on(book, DAY))[0]
+    engine.faults(malformed={victim: "nan"})
+    dag_run = run_dag("daily_performance", DAY)
+    succeeded(dag_run)
+    summary = xcom(dag_run, "summarise")
+    assert summary["rejected_count"] == 1
+    assert summary["rejected"][0]["account_id"] == victim
+    assert summary["processed"] == len(active_on(book, DAY)) - 1
+
+
+def test_missing_accounts_are_listed_in_the_summary(book: Book, engine) -> None:  # noqa: ANN001
+    silent = sorted(active_on(book, DAY))[:2]
+    engine.register([{"account_id": a, "opened_on": "2025-01-01", "closed_on": None,
+                      "initial_balance": "1", "trading": False} for a in silent])
+    dag_run = run_dag("daily_performance", DAY)
+    succeeded(dag_run)
+    summary = xcom(dag_run, "summarise")
+    assert summary["missing_count"] == 2
+    assert summary["missing_account_ids"] == silent
+    assert summary["processed"] == len(active_on(book, DAY)) - 2
+
+
+def test_bursts_of_429_and_500_succeed_after_retries(book: Book, engine) -> None:  # noqa: ANN001
+    engine.faults(fail_next=[429, 500, 503, 429, 500])
+    succeeded(run_dag("daily_performance", DAY))
+    requests = engine.stats()["requests"]
+    assert requests["/api/v1/performance/daily:429"] == 2
+    assert requests["/api/v1/performance/daily:500"] == 2
+    count = book.query("SELECT count(*) FROM investment.daily_performance WHERE date = %s", (DAY,))
+    assert count == [(len(active_on(book, DAY)),)]
+
+
+def test_engine_down_fails_the_run_and_writes_nothing(book: Book, engine) -> None:  # noqa: ANN001
+    engine.faults(down=True)
+    dag_run = run_dag("daily_performance", DAY)
+    assert str(dag_run.state) == "failed"
+    states = task_states(dag_run)
+    assert states["pull_ml_performance"] == "failed"
+    assert states["persist"] == "upstream_failed"
+    # HTTP retries (4 attempts) in each of the 2 task tries.
+    assert engine.stats()["requests"]["/api/v1/performance/daily:503"] == 8
+    assert book.query("SELECT count(*) FROM investment.daily_performance") == [(0,)]
+    assert book.query("SELECT count(*) FROM investment.daily_performance_rejects") == [(0,)]
+    assert book.query("SELECT count(*) FROM information_schema.tables "
+                      "WHERE table_schema = 'investment_staging'") == [(0,)]
+
+
+def test_a_day_that_has_not_ended_fails_at_once_and_writes_nothing(book: Book, engine) -> None:  # noqa: ANN001
+    today = datetime.now(UTC).date()
+    dag_run = run_dag("daily_performance", today)
+    assert str(dag_run.state) == "failed"
+    assert task_states(dag_run)["fetch_active_accounts"] == "failed"
+    assert engine.stats()["requests"] == {}
+    assert book.query("SELECT count(*) FROM investment.daily_performance") == [(0,)]
