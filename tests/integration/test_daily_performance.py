@@ -21,7 +21,7 @@ TABLE = """SELECT account_id::text, product_id::text, date, opening_balance, clo
                   daily_return_percentage, cumulative_return, cumulative_return_percentage,
                   trades_executed, winning_trades, losing_trades, ml_agent_data::text
            FROM investment.daily_performance ORDER BY account_id, date"""
-ACCOUNTS = """SELECT id::text, current_balance, total_return_percentage FROM investment.accounts ORDER BY id"""
+ACCOUNTS = "SELECT id::text, current_balance, total_return_percentage FROM investment.accounts ORDER BY id"
 
 
 def active_on(book: Book, day: date) -> set[str]:

@@ -1,0 +1,47 @@
+"""The business date comes from the run's logical date, never from the wall clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from investment_jobs.business_dates import (
+    BusinessDateNotEnded,
+    business_date_of,
+    end_of_business_date,
+    parse_business_date,
+    require_ended,
+)
+
+
+def test_business_date_is_the_logical_dates_calendar_date_in_the_schedule_zone() -> None:
+    logical = datetime(2026, 1, 5, 0, 30, tzinfo=UTC)
+    assert business_date_of(logical, "UTC") == date(2026, 1, 5)
+    # 23:30 UTC on the 5th is already the 6th in Tokyo and still the 5th in New York.
+    late = datetime(2026, 1, 5, 23, 30, tzinfo=UTC)
+    assert business_date_of(late, "Asia/Tokyo") == date(2026, 1, 6)
+    assert business_date_of(late, "America/New_York") == date(2026, 1, 5)
+
+
+def test_naive_logical_dates_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        business_date_of(datetime(2026, 1, 5), "UTC")  # noqa: DTZ001
+
+
+def test_a_day_ends_at_the_next_midnight_in_its_zone() -> None:
+    end = end_of_business_date(date(2026, 3, 28), "Europe/Madrid")
+    assert end.astimezone(UTC) == datetime(2026, 3, 28, 23, 0, tzinfo=UTC)
+
+
+def test_open_days_are_refused_and_ended_days_pass() -> None:
+    day = date(2026, 1, 5)
+    end = end_of_business_date(day, "UTC")
+    require_ended(day, "UTC", end)  # the first instant after the day
+    with pytest.raises(BusinessDateNotEnded, match="2026-01-05 has not ended yet"):
+        require_ended(day, "UTC", end - timedelta(microseconds=1))
+
+
+def test_parse_business_date() -> None:
+    assert parse_business_date("2026-01-05") == date(2026, 1, 5)
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        parse_business_date("05/01/2026")
