@@ -34,7 +34,7 @@ account snapshots → summarise (→ drop staging).
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task, teardown
+from airflow.sdk import dag, setup, task, teardown
 from investment_jobs import config
 from investment_jobs.dag_support import default_args, schedule_for
 
@@ -52,9 +52,13 @@ DAG_ID = "daily_performance"
     doc_md=__doc__,
 )
 def daily_performance() -> None:
-    @task
+    @setup
     def fetch_active_accounts(**context) -> dict:
-        """Resolve D from the run and snapshot the accounts active on D into staging."""
+        """Resolve D from the run and snapshot the accounts active on D into staging.
+
+        A setup task: it creates the run's staging tables, which the teardown drops; when it
+        fails (e.g. D has not ended), there is nothing to drop and the teardown is skipped.
+        """
         from investment_jobs.dag_support import business_date_from_context
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs.daily import Staging, snapshot_active_accounts

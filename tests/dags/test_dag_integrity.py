@@ -138,3 +138,4 @@ def test_task_order_of_daily_performance(dagbag) -> None:  # noqa: ANN001
     for upstream, downstream in zip(chain, chain[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     assert dag.get_task("drop_staging").is_teardown
+    assert dag.get_task("fetch_active_accounts").is_setup

@@ -1,0 +1,287 @@
+"""Embedded defaults for running the jobs on one machine: ``make migrate``, ``make job``, ``make demo``.
+
+Connections come from the environment (``AIRFLOW_CONN_INVESTMENT_DB``, ``AIRFLOW_CONN_ML_ENGINE``,
+``AIRFLOW_CONN_STRIPE_DEFAULT``; URI or JSON) when set. Otherwise this module provides them: an
+embedded PostgreSQL (pgserver) under ``.local/pg`` and the ML engine stand-in on 127.0.0.1:8701,
+both started on demand and stopped by whoever started them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from investment_jobs import config
+
+ROOT = Path(os.environ.get("INVESTMENT_JOBS_ROOT", Path(__file__).resolve().parents[2]))
+LOCAL = ROOT / ".local"
+PG_DIR = LOCAL / "pg"
+INVESTMENT_DBNAME = "investment"
+ENGINE_PORT = int(os.environ.get("ML_ENGINE_STANDIN_PORT", "8701"))
+DEMO_SEED = 7
+
+
+def say(message: str) -> None:
+    print(f"[investment-jobs] {message}", flush=True)
+
+
+@dataclass
+class Embedded:
+    """The embedded PostgreSQL server (started lazily, kept running for the caller's lifetime)."""
+
+    socket_dir: Path
+
+    def dsn(self, dbname: str) -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
+
+    def ensure_database(self, dbname: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{dbname}"')
+        return self.dsn(dbname)
+
+
+_embedded: Embedded | None = None
+
+
+def embedded_postgres() -> Embedded:
+    global _embedded
+    if _embedded is None:
+        import pgserver
+
+        PG_DIR.mkdir(parents=True, exist_ok=True)
+        say(f"starting the embedded PostgreSQL in {PG_DIR.relative_to(ROOT)}")
+        pgserver.get_server(PG_DIR, cleanup_mode="stop")
+        _embedded = Embedded(PG_DIR)
+    return _embedded
+
+
+def conn_json(dsn_socket_dir: Path, dbname: str) -> str:
+    return json.dumps({"conn_type": "postgres", "host": str(dsn_socket_dir), "login": "postgres",
+                       "schema": dbname, "port": 5432})
+
+
+def investment_dsn() -> str:
+    """A libpq DSN for the investment database: the env connection's, or the embedded default's."""
+    if os.environ.get("AIRFLOW_CONN_INVESTMENT_DB"):
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        conn = PostgresHook(postgres_conn_id=config.INVESTMENT_DB_CONN_ID).get_connection(
+            config.INVESTMENT_DB_CONN_ID)
+        host = conn.host or "127.0.0.1"
+        if host.startswith("/"):
+            return f"postgresql://{conn.login or 'postgres'}@/{conn.schema}?host={host}&port={conn.port or 5432}"
+        auth = conn.login or "postgres"
+        if conn.password:
+            from urllib.parse import quote
+
+            auth += ":" + quote(conn.password, safe="")
+        return f"postgresql://{auth}@{host}:{conn.port or 5432}/{conn.schema}"
+    server = embedded_postgres()
+    dsn = server.ensure_database(INVESTMENT_DBNAME)
+    os.environ["AIRFLOW_CONN_INVESTMENT_DB"] = conn_json(server.socket_dir, INVESTMENT_DBNAME)
+    return dsn
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def ml_engine(dsn: str) -> Iterator[str]:
+    """The ML engine connection: from the env, or a stand-in started here (and stopped after)."""
+    if os.environ.get("AIRFLOW_CONN_ML_ENGINE"):
+        yield os.environ["AIRFLOW_CONN_ML_ENGINE"]
+        return
+    url = f"http://127.0.0.1:{ENGINE_PORT}"
+    os.environ["AIRFLOW_CONN_ML_ENGINE"] = url
+    if _answers(f"{url}/_admin/health"):
+        say(f"using the ML engine stand-in already running at {url}")
+        yield url
+        return
+    LOCAL.mkdir(exist_ok=True)
+    log = (LOCAL / "standin-ml.log").open("a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "investment_jobs.ml_engine.standin", "--port", str(ENGINE_PORT),
+         "--seed", str(DEMO_SEED), "--accounts-from-dsn", dsn],
+        stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not _answers(f"{url}/_admin/health"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the ML engine stand-in did not start; see {LOCAL / 'standin-ml.log'}")
+        time.sleep(0.2)
+    say(f"ML engine stand-in at {url}")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def migrate(dsn: str) -> None:
+    import psycopg
+
+    from investment_jobs.db.migrate import current_revision, upgrade
+
+    upgrade(lambda: psycopg.connect(dsn))
+    say(f"investment schema at revision {current_revision(lambda: psycopg.connect(dsn))}")
+
+
+def airflow_home(name: str) -> Path:
+    """A project-local AIRFLOW_HOME whose settings point at this checkout."""
+    home = LOCAL / name
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("AIRFLOW_HOME", str(home))
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+    os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    return Path(os.environ["AIRFLOW_HOME"])
+
+
+def airflow(*args: str, check: bool = True, quiet: bool = False) -> int:
+    exe = str(Path(sys.executable).parent / "airflow")
+    out = subprocess.DEVNULL if quiet else None
+    result = subprocess.run([exe, *args], stdout=out, stderr=out)
+    if check and result.returncode:
+        raise SystemExit(f"`airflow {' '.join(args)}` failed with exit status {result.returncode}")
+    return result.returncode
+
+
+# --- commands --------------------------------------------------------------------------------
+def cmd_migrate(_: argparse.Namespace) -> int:
+    migrate(investment_dsn())
+    return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    dags = sorted(p.stem for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+    if args.dag not in dags:
+        print(f"error: unknown DAG id {args.dag!r}; one of: {', '.join(dags)}", file=sys.stderr)
+        return 2
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"error: DATE must be a date in YYYY-MM-DD form, got {args.date!r}", file=sys.stderr)
+        return 2
+    dsn = investment_dsn()
+    migrate(dsn)
+    airflow_home("job-airflow")
+    airflow("db", "migrate", quiet=True)
+    with ml_engine(dsn):
+        say(f"running {args.dag} for {day.isoformat()} in-process (airflow dags test)")
+        status = airflow("dags", "test", args.dag, day.isoformat(), check=False)
+    say(f"{args.dag} {day.isoformat()}: {'success' if status == 0 else 'FAILED'}")
+    return 0 if status == 0 else 1
+
+
+def last_complete_month(today: date) -> tuple[date, date]:
+    last_day = today.replace(day=1) - timedelta(days=1)
+    return last_day.replace(day=1), last_day
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from investment_jobs.demo.seed import main as seed_main
+
+    today = datetime.now(UTC).date()  # clock-ok: the demo picks the last complete month to show
+    first, last = last_complete_month(today)
+    dsn = investment_dsn()
+    migrate(dsn)
+    seed_main(["--dsn", dsn, "--accounts", str(args.accounts), "--seed", str(DEMO_SEED),
+               "--first-open", (first - timedelta(days=240)).isoformat(),
+               "--last-open", (first + timedelta(days=10)).isoformat()])
+
+    home = airflow_home("demo-airflow")
+    meta = embedded_postgres().ensure_database("airflow_meta")
+    os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                          meta.replace("postgresql://", "postgresql+psycopg://", 1))
+    os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    os.environ.setdefault("AIRFLOW__API__PORT", str(args.port))
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
+    os.environ.setdefault("AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL", "10")
+    # The demo's backfill should not crawl: retries are still on, with short waits.
+    os.environ.setdefault("TASK_RETRY_DELAY_SECONDS", "10")
+    airflow("db", "migrate", quiet=True)
+
+    with ml_engine(dsn):
+        say(f"starting Airflow (scheduler, DAG processor, API server) at http://localhost:{args.port}")
+        log = (LOCAL / "demo-airflow.log").open("a")
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while not _answers(f"http://127.0.0.1:{args.port}/api/v2/monitor/health"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"Airflow did not start; see {LOCAL / 'demo-airflow.log'}")
+                time.sleep(1)
+            while airflow("dags", "unpause", "daily_performance", check=False, quiet=True):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("daily_performance was not parsed; see .local/demo-airflow.log")
+                time.sleep(2)
+            say(f"backfilling daily_performance for {first:%Y-%m} ({first} .. {last})")
+            airflow("backfill", "create", "--dag-id", "daily_performance",
+                    "--from-date", first.isoformat(), "--to-date", (last + timedelta(days=1)).isoformat(),
+                    "--reprocess-behavior", "failed", check=False, quiet=True)
+            say(f"Airflow UI: http://localhost:{args.port}  login: admin / {demo_password(home)}")
+            say("the backfill runs one business date at a time; Ctrl-C stops everything")
+            proc.wait()
+        except KeyboardInterrupt:
+            say("stopping")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return 0
+
+
+def demo_password(home: Path) -> str:
+    generated = home / "simple_auth_manager_passwords.json.generated"
+    for _ in range(30):
+        if generated.exists():
+            with contextlib.suppress(ValueError, KeyError):
+                return json.loads(generated.read_text())["admin"]
+        time.sleep(1)
+    return f"(see {generated})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="investment-jobs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the schema migrations").set_defaults(func=cmd_migrate)
+    job = sub.add_parser("job", help="run one DAG for one business date, in-process")
+    job.add_argument("--dag", required=True)
+    job.add_argument("--date", required=True)
+    job.set_defaults(func=cmd_job)
+    demo = sub.add_parser("demo", help="seed a book, backfill a month, serve the Airflow UI")
+    demo.add_argument("--accounts", type=int, default=300)
+    demo.add_argument("--port", type=int, default=8080)
+    demo.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
