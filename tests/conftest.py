@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from investment_jobs.devenv import PgServer, local_or_embedded_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -67,37 +68,10 @@ def airflow_db() -> None:
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
-@dataclass
-class PgServer:
-    host: str  # 127.0.0.1, or the socket directory of an embedded server
-    port: int = 5432
-
-    def dsn(self, dbname: str) -> str:
-        if self.host.startswith("/"):
-            return f"postgresql://postgres@/{dbname}?host={self.host}&port={self.port}"
-        return f"postgresql://postgres@{self.host}:{self.port}/{dbname}"
-
-    def admin(self):  # noqa: ANN201
-        import psycopg
-
-        return psycopg.connect(self.dsn("postgres"), autocommit=True)
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> PgServer:
     """127.0.0.1:5432 when it answers, else an embedded PostgreSQL (pgserver) under .local/."""
-    import psycopg
-
-    local = PgServer("127.0.0.1")
-    try:
-        with psycopg.connect(local.dsn("postgres"), connect_timeout=3):
-            return local
-    except psycopg.OperationalError:
-        import pgserver
-
-        data_dir = ROOT / ".local" / "pgtest"
-        pgserver.get_server(data_dir, cleanup_mode=None)
-        return PgServer(str(data_dir))
+    return local_or_embedded_postgres(ROOT / ".local" / "pgtest")
 
 
 @pytest.fixture(scope="session")
@@ -107,10 +81,7 @@ def template_db(pg_server: PgServer) -> str:
     from investment_jobs.db.migrate import upgrade
 
     name = f"ij_template_{WORKER}"
-    with pg_server.admin() as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    dsn = pg_server.dsn(name)
+    dsn = pg_server.fresh_database(name)
     upgrade(lambda: psycopg.connect(dsn))
     return name
 
@@ -122,14 +93,10 @@ _db_counter = itertools.count()
 def investment_db(pg_server: PgServer, template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh, migrated investment database for one test; ``investment_db`` points at it."""
     name = f"ij_{WORKER}_{os.getpid()}_{next(_db_counter)}"
-    with pg_server.admin() as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    dsn = pg_server.dsn(name)
+    dsn = pg_server.fresh_database(name, template=template_db)
     monkeypatch.setenv("AIRFLOW_CONN_INVESTMENT_DB", dsn)
     yield dsn
-    with pg_server.admin() as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg_server.drop_database(name)
 
 
 # --- ML engine stand-in ----------------------------------------------------------------------

@@ -70,6 +70,50 @@ def embedded_postgres() -> Embedded:
     return _embedded
 
 
+@dataclass
+class PgServer:
+    """A PostgreSQL server reachable with trust auth as user postgres: TCP host or socket dir."""
+
+    host: str
+    port: int = 5432
+
+    def dsn(self, dbname: str) -> str:
+        if self.host.startswith("/"):
+            return f"postgresql://postgres@/{dbname}?host={self.host}&port={self.port}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{dbname}"
+
+    def admin(self):  # noqa: ANN201 - a psycopg connection in autocommit
+        import psycopg
+
+        return psycopg.connect(self.dsn("postgres"), autocommit=True)
+
+    def fresh_database(self, dbname: str, template: str | None = None) -> str:
+        with self.admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{dbname}"' + (f' TEMPLATE "{template}"' if template else ""))
+        return self.dsn(dbname)
+
+    def drop_database(self, dbname: str) -> None:
+        with self.admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def local_or_embedded_postgres(embedded_dir: Path) -> PgServer:
+    """127.0.0.1:5432 when it answers (this machine kind and CI run one), else pgserver."""
+    import psycopg
+
+    local = PgServer("127.0.0.1")
+    try:
+        with psycopg.connect(local.dsn("postgres"), connect_timeout=3):
+            return local
+    except psycopg.OperationalError:
+        import pgserver
+
+        embedded_dir.mkdir(parents=True, exist_ok=True)
+        pgserver.get_server(embedded_dir, cleanup_mode=None)
+        return PgServer(str(embedded_dir))
+
+
 def conn_json(dsn_socket_dir: Path, dbname: str) -> str:
     return json.dumps({"conn_type": "postgres", "host": str(dsn_socket_dir), "login": "postgres",
                        "schema": dbname, "port": 5432})
@@ -82,15 +126,15 @@ def investment_dsn() -> str:
 
         conn = PostgresHook(postgres_conn_id=config.INVESTMENT_DB_CONN_ID).get_connection(
             config.INVESTMENT_DB_CONN_ID)
-        host = conn.host or "127.0.0.1"
+        host, port = conn.host or "127.0.0.1", conn.port or 5432
         if host.startswith("/"):
-            return f"postgresql://{conn.login or 'postgres'}@/{conn.schema}?host={host}&port={conn.port or 5432}"
+            return f"postgresql://{conn.login or 'postgres'}@/{conn.schema}?host={host}&port={port}"
         auth = conn.login or "postgres"
         if conn.password:
             from urllib.parse import quote
 
             auth += ":" + quote(conn.password, safe="")
-        return f"postgresql://{auth}@{host}:{conn.port or 5432}/{conn.schema}"
+        return f"postgresql://{auth}@{host}:{port}/{conn.schema}"
     server = embedded_postgres()
     dsn = server.ensure_database(INVESTMENT_DBNAME)
     os.environ["AIRFLOW_CONN_INVESTMENT_DB"] = conn_json(server.socket_dir, INVESTMENT_DBNAME)

@@ -9,6 +9,8 @@ import json
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
+import simplejson
+
 # Scales of the columns that hold engine values (see migrations): amounts are stored exactly as
 # sent, so a value with more decimals than the column holds is rejected, never rounded by the DB.
 AMOUNT_SCALE = 8
@@ -18,6 +20,9 @@ MAX_ABS_AMOUNT = Decimal("1e12")
 MAX_ABS_PERCENT = Decimal("1e10")
 
 _PERCENT_QUANTUM = Decimal(1).scaleb(-PERCENT_SCALE)
+# Built once: simplejson.dumps() with options would build an encoder per call.
+_EXACT_ENCODER = simplejson.JSONEncoder(use_decimal=True, ensure_ascii=False, allow_nan=False,
+                                        separators=(",", ":"))
 
 
 class NotADecimal(ValueError):
@@ -26,6 +31,15 @@ class NotADecimal(ValueError):
 
 def parse_decimal(value: Any) -> Decimal:
     """Read a JSON number (already a Decimal/int) or a decimal string into a finite Decimal."""
+    kind = type(value)
+    if kind is str:  # the common case first: engines send amounts as decimal strings
+        try:
+            result = Decimal(value)
+        except InvalidOperation:
+            raise NotADecimal(f"not a number: {value[:40]!r}") from None
+        if result.is_finite():
+            return result
+        raise NotADecimal(f"not a finite number: {value!r}")
     if isinstance(value, bool):
         raise NotADecimal(f"expected a number, got the boolean {value!r}")
     if isinstance(value, Decimal):
@@ -78,26 +92,24 @@ def loads_exact(payload: bytes | str) -> Any:
 
 
 def dumps_exact(value: Any) -> str:
-    """JSON text that keeps Decimals exactly as they are (json.dumps cannot)."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return json.dumps(str(value))
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{dumps_exact(v)}"
-                              for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(dumps_exact(v) for v in value) + "]"
-    if isinstance(value, float):  # float-ok: only from foreign input, keep what was sent
-        return json.dumps(value)
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+    """JSON text that keeps Decimals exactly as they are (simplejson's C encoder; json.dumps cannot).
+
+    Raises ValueError for a non-finite number, which JSON (and jsonb) cannot hold.
+    """
+    return _EXACT_ENCODER.encode(value)
+
+
+def dumps_lenient(value: Any) -> str:
+    """JSON for keeping a rejected item as evidence: what JSON cannot hold becomes a string."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, Decimal) and not v.is_finite():
+            return str(v)
+        if v is None or isinstance(v, str | int | Decimal):
+            return v
+        return repr(v)
+
+    return dumps_exact(clean(value))

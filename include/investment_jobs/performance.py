@@ -7,6 +7,7 @@ duplicates) run set-based in SQL afterwards (see jobs/daily.py).
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -19,14 +20,22 @@ from investment_jobs.money import (
     MAX_ABS_PERCENT,
     PERCENT_SCALE,
     NotADecimal,
-    decimal_places,
+    dumps_exact,
     parse_decimal,
 )
 
 RETURN_TOLERANCE = Decimal("0.01")
-AMOUNT_FIELDS = ("opening_balance", "closing_balance", "daily_return")
-PERCENT_FIELDS = ("daily_return_percentage",)
 COUNT_FIELDS = ("trades_executed", "winning_trades", "losing_trades")
+# (field, decimals the column keeps, exclusive bound of the absolute value)
+DECIMAL_FIELDS = tuple(
+    (name, scale, Decimal(1).scaleb(-scale), limit)
+    for name, scale, limit in (
+        ("opening_balance", AMOUNT_SCALE, MAX_ABS_AMOUNT),
+        ("closing_balance", AMOUNT_SCALE, MAX_ABS_AMOUNT),
+        ("daily_return", AMOUNT_SCALE, MAX_ABS_AMOUNT),
+        ("daily_return_percentage", PERCENT_SCALE, MAX_ABS_PERCENT),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +48,7 @@ class DailyItem:
     trades_executed: int
     winning_trades: int
     losing_trades: int
-    ml_agent_data: dict[str, Any] | None
+    ml_agent_data: str | None  # JSON text, Decimals exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +57,19 @@ class Rejected:
     reason: str
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _account_uuid(text: str) -> str:
+    """The canonical (lower-case, hyphenated) form; raises ValueError for what is not a UUID."""
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
+    return str(uuid.UUID(text))
+
+
 def _count(value: Any) -> int:
+    if type(value) is int and value >= 0:
+        return value
     if isinstance(value, bool):
         raise NotADecimal("expected a whole number, got a boolean")
     if isinstance(value, int):
@@ -76,7 +97,7 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
         problems.append("missing field 'account_id'")
     else:
         try:
-            account_id = str(uuid.UUID(str(raw_account)))
+            account_id = _account_uuid(str(raw_account))
         except ValueError:
             problems.append(f"account_id is not a UUID: {account_text[:64]!r}")
 
@@ -84,22 +105,20 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
         problems.append(f"item date {str(raw['date'])[:32]!r} is not the business date {business_date}")
 
     values: dict[str, Decimal] = {}
-    for name, scale, limit in (
-        *((f, AMOUNT_SCALE, MAX_ABS_AMOUNT) for f in AMOUNT_FIELDS),
-        *((f, PERCENT_SCALE, MAX_ABS_PERCENT) for f in PERCENT_FIELDS),
-    ):
-        if name not in raw or raw[name] is None:
+    for name, scale, quantum, limit in DECIMAL_FIELDS:
+        field = raw.get(name)
+        if field is None:
             problems.append(f"missing field '{name}'")
             continue
         try:
-            value = parse_decimal(raw[name])
+            value = parse_decimal(field)
         except NotADecimal as exc:
             problems.append(f"{name}: {exc}")
             continue
-        if decimal_places(value) > scale:
-            problems.append(f"{name}: more than {scale} decimal places ({value})")
-        elif abs(value) >= limit:
+        if abs(value) >= limit:
             problems.append(f"{name}: out of range ({value})")
+        elif value.quantize(quantum) != value:
+            problems.append(f"{name}: more than {scale} decimal places ({value})")
         else:
             values[name] = value
 
@@ -136,8 +155,15 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
         problems.append("winning_trades + losing_trades exceed trades_executed")
 
     agent_data = raw.get("ml_agent_data")
-    if agent_data is not None and not isinstance(agent_data, dict):
-        problems.append("ml_agent_data is not a JSON object")
+    agent_json = None
+    if agent_data is not None:
+        if not isinstance(agent_data, dict):
+            problems.append("ml_agent_data is not a JSON object")
+        else:
+            try:
+                agent_json = dumps_exact(agent_data)
+            except ValueError:
+                problems.append("ml_agent_data holds a non-finite number (NaN or Infinity)")
 
     if problems:
         return Rejected(account_id or account_text, "; ".join(problems))
@@ -150,5 +176,5 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
         trades_executed=counts["trades_executed"],
         winning_trades=counts["winning_trades"],
         losing_trades=counts["losing_trades"],
-        ml_agent_data=agent_data,
+        ml_agent_data=agent_json,
     )

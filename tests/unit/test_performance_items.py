@@ -30,7 +30,17 @@ def test_a_good_item_keeps_every_decimal() -> None:
     assert result.closing_balance == Decimal("1012.34567891")
     assert result.daily_return_percentage == Decimal("1.23456789")
     assert result.trades_executed == 10
-    assert result.ml_agent_data == {"agent_id": "a-1"}
+    assert result.ml_agent_data == '{"agent_id":"a-1"}'
+
+
+def test_agent_data_keeps_exact_numbers_and_refuses_non_finite_ones() -> None:
+    raw = loads_exact(b'{"confidence": 0.12345678901234567890123, "n": 3}')
+    result = validate_item(item(ml_agent_data=raw), DAY)
+    assert isinstance(result, DailyItem)
+    assert result.ml_agent_data == '{"confidence":0.12345678901234567890123,"n":3}'
+    bad = validate_item(item(ml_agent_data={"score": Decimal("NaN")}), DAY)
+    assert isinstance(bad, Rejected)
+    assert "ml_agent_data holds a non-finite number" in bad.reason
 
 
 def test_json_numbers_work_like_strings() -> None:

@@ -23,14 +23,13 @@ same rows, rounded to 10 decimals half-even at each step (``investment.twr_step`
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from investment_jobs.config import STAGING_SCHEMA
-from investment_jobs.money import dumps_exact
+from investment_jobs.money import dumps_exact, dumps_lenient
 from investment_jobs.performance import DailyItem, Rejected, validate_item
 
 if TYPE_CHECKING:
@@ -136,8 +135,7 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Stagi
                     copy.write_row((
                         item.account_id, item.opening_balance, item.closing_balance, item.daily_return,
                         item.daily_return_percentage, item.trades_executed, item.winning_trades,
-                        item.losing_trades,
-                        None if item.ml_agent_data is None else dumps_exact(item.ml_agent_data),
+                        item.losing_trades, item.ml_agent_data,
                     ))
             if bad:
                 with cur.copy(f"COPY {st.table('rejects')} FROM STDIN") as copy:
@@ -150,8 +148,8 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Stagi
 def _raw_json(raw: Any) -> str:
     try:
         return dumps_exact(raw)
-    except TypeError:
-        return json.dumps(repr(raw)[:2000])
+    except (TypeError, ValueError):
+        return dumps_lenient(raw)
 
 
 def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
@@ -253,8 +251,8 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
             WITH seed AS (
                 SELECT r.account_id, r.cumulative_return AS cum0, r.cumulative_return_percentage AS twr0
                 FROM {ready} r
-                WHERE EXISTS (SELECT 1 FROM investment.daily_performance l
-                              WHERE l.account_id = r.account_id AND l.date > %(d)s)
+                WHERE r.account_id IN (SELECT account_id FROM investment.daily_performance
+                                       WHERE date > %(d)s)
             ), chained AS (
                 SELECT l.account_id, l.date,
                        s.cum0 + sum(l.daily_return) OVER w AS cumulative_return,
@@ -287,22 +285,27 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging) -> dict[str,
     stored day, whose chain a late day may have just changed.
     """
     with conn.transaction():
+        # Days after D are a range on the date index: empty in the usual forward run.
         updated = conn.execute(_sql(
             """
-            WITH newest AS (
-                SELECT DISTINCT ON (dp.account_id)
-                       dp.account_id, dp.date, dp.closing_balance, dp.cumulative_return_percentage
+            WITH later AS (
+                SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
                 FROM investment.daily_performance dp
-                WHERE dp.account_id IN (SELECT account_id FROM {ready})
+                WHERE dp.date > %(d)s
                 ORDER BY dp.account_id, dp.date DESC
+            ), target AS (
+                SELECT r.account_id,
+                       l.account_id IS NULL AS d_is_newest,
+                       r.closing_balance,
+                       coalesce(l.cumulative_return_percentage, r.cumulative_return_percentage) AS twr
+                FROM {ready} r LEFT JOIN later l USING (account_id)
             )
             UPDATE investment.accounts a
-            SET current_balance = CASE WHEN n.date = %(d)s THEN n.closing_balance ELSE a.current_balance END,
-                total_return_percentage = n.cumulative_return_percentage
-            FROM newest n
-            WHERE a.id = n.account_id
-              AND (CASE WHEN n.date = %(d)s THEN n.closing_balance ELSE a.current_balance END,
-                   n.cumulative_return_percentage)
+            SET current_balance = CASE WHEN t.d_is_newest THEN t.closing_balance ELSE a.current_balance END,
+                total_return_percentage = t.twr
+            FROM target t
+            WHERE a.id = t.account_id
+              AND (CASE WHEN t.d_is_newest THEN t.closing_balance ELSE a.current_balance END, t.twr)
                   IS DISTINCT FROM (a.current_balance, a.total_return_percentage)
             """, st), {"d": st.day}).rowcount
     return {"accounts_updated": updated}

@@ -103,7 +103,7 @@ def upgrade() -> None:
             CONSTRAINT accounts_closed_at_after_opened CHECK (closed_at IS NULL OR closed_at >= opened_at),
             CONSTRAINT accounts_closed_status_has_closed_at
                 CHECK ((status IN ('closed', 'archived')) = (closed_at IS NOT NULL))
-        );
+        ) WITH (fillfactor = 80);  -- room for HOT updates of the balances, every night
         CREATE INDEX accounts_product_id_idx ON investment.accounts (product_id);
         CREATE INDEX accounts_user_id_idx ON investment.accounts (user_id);
 

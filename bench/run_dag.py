@@ -1,0 +1,50 @@
+"""Run one DAG for business dates in this process (dag.test) and report what Airflow recorded.
+
+``python -m bench.run_dag <dag_id> <warm-up date> <timed date>``: the warm-up date runs first,
+untimed, so that Airflow's one-time in-process start-up (its execution API app, provider
+imports) is not counted against the job; then the timed date. Used by bench.run in a fresh
+subprocess per measurement, so that peak RSS is this process's alone. Prints one JSON line about
+the timed run: job_seconds (first task start to last task end, from the task instances),
+wall_seconds, per-task seconds, peak_rss_mb, state.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+
+def main() -> int:
+    dag_id, warm_up, day = sys.argv[1], date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3])
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.session import create_session
+
+    dags = Path(__file__).resolve().parents[1] / "dags"
+    dag = DagBag(dag_folder=str(dags / f"{dag_id}.py")).get_dag(dag_id)
+    warm = dag.test(logical_date=datetime(warm_up.year, warm_up.month, warm_up.day, tzinfo=UTC))
+    if str(warm.state) != "success":
+        print(json.dumps({"state": f"warm-up run {warm_up} {warm.state}"}))
+        return 1
+    started = time.perf_counter()
+    dag_run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC))
+    wall = time.perf_counter() - started
+    with create_session() as session:
+        tis = dag_run.get_task_instances(session=session)
+        tasks = {ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in tis
+                 if ti.start_date and ti.end_date}
+        job = (max(ti.end_date for ti in tis if ti.end_date)
+               - min(ti.start_date for ti in tis if ti.start_date)).total_seconds()
+    print(json.dumps({
+        "state": str(dag_run.state), "job_seconds": round(job, 3), "wall_seconds": round(wall, 3),
+        "tasks": {k: round(v, 3) for k, v in tasks.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))
+    return 0 if str(dag_run.state) == "success" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
