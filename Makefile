@@ -4,18 +4,18 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
 DEVENV := $(PY) -m investment_jobs.devenv
 
 .PHONY: venv test test-unit lint demo job migrate bench lock clean
 
 venv: $(STAMP)
 
-$(STAMP): constraints.txt requirements.txt pyproject.toml
+$(STAMP): constraints.txt requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 

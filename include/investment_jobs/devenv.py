@@ -193,6 +193,10 @@ def airflow_home(name: str) -> Path:
     """A project-local AIRFLOW_HOME whose settings point at this checkout."""
     home = LOCAL / name
     home.mkdir(parents=True, exist_ok=True)
+    # Airflow starts some of its parts as `airflow ...` from PATH: make that this venv's.
+    bin_dir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("AIRFLOW_HOME", str(home))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
@@ -241,9 +245,20 @@ def last_complete_month(today: date) -> tuple[date, date]:
     return last_day.replace(day=1), last_day
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) both unwind through the cleanup below, even when the
+    shell that started us left SIGINT ignored (as it does for background jobs)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    _stop_on_signals()
     from investment_jobs.demo.seed import main as seed_main
 
     today = datetime.now(UTC).date()  # clock-ok: the demo picks the last complete month to show
