@@ -41,6 +41,7 @@ class Embedded:
     """The embedded PostgreSQL server (started lazily, kept running for the caller's lifetime)."""
 
     socket_dir: Path
+    server: object = None  # pgserver's handle: the server stops when every handle is cleaned up
 
     def dsn(self, dbname: str) -> str:
         return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
@@ -58,15 +59,27 @@ class Embedded:
 _embedded: Embedded | None = None
 
 
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops its server when the last process holding a handle lets go, and lists those
+    processes in .handle_pids.json; a process that was killed stays listed, and the server would
+    then never stop. Drop the ones that are gone."""
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pids = json.loads(handles.read_text())
+        handles.write_text(json.dumps([pid for pid in pids if psutil.pid_exists(pid)]))
+
+
 def embedded_postgres() -> Embedded:
     global _embedded
     if _embedded is None:
         import pgserver
 
         PG_DIR.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(PG_DIR)
         say(f"starting the embedded PostgreSQL in {PG_DIR.relative_to(ROOT)}")
-        pgserver.get_server(PG_DIR, cleanup_mode="stop")
-        _embedded = Embedded(PG_DIR)
+        _embedded = Embedded(PG_DIR, pgserver.get_server(PG_DIR, cleanup_mode="stop"))
     return _embedded
 
 
@@ -339,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8080)
     demo.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    finally:
+        if _embedded is not None and _embedded.server is not None:
+            say("stopping the embedded PostgreSQL")
+            _embedded.server.cleanup()
 
 
 if __name__ == "__main__":
