@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from investment_jobs import config
 
+# DagBag reads Airflow's own metadata tables while it fills: give it the tests' private one.
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
