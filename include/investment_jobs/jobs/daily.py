@@ -104,7 +104,9 @@ def snapshot_active_accounts(conn: psycopg.Connection, st: Staging, timezone: st
                 daily_return numeric NOT NULL, daily_return_percentage numeric NOT NULL,
                 trades_executed integer NOT NULL, winning_trades integer NOT NULL,
                 losing_trades integer NOT NULL, ml_agent_data jsonb);
-            CREATE UNLOGGED TABLE {rejects} (account_id text NOT NULL, reason text NOT NULL, item jsonb);
+            -- stage: 'parse' (the item itself is bad) or 'match' (the book cannot take it)
+            CREATE UNLOGGED TABLE {rejects} (account_id text NOT NULL, reason text NOT NULL, item jsonb,
+                                             stage text NOT NULL DEFAULT 'parse');
             """, st))
         count = conn.execute(f"SELECT count(*) FROM {st.table('accounts')}").fetchone()[0]
     return int(count)
@@ -138,7 +140,7 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Stagi
                         item.losing_trades, item.ml_agent_data,
                     ))
             if bad:
-                with cur.copy(f"COPY {st.table('rejects')} FROM STDIN") as copy:
+                with cur.copy(f"COPY {st.table('rejects')} (account_id, reason, item) FROM STDIN") as copy:
                     for reject, raw in bad:
                         copy.write_row((reject.account_id, reject.reason, _raw_json(raw)))
         conn.execute(f"ANALYZE {st.table('items')}")
@@ -156,22 +158,22 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
     """Reject items the book cannot take; compute D's cumulative fields from the day before."""
     with conn.transaction():
         conn.execute(f"DROP TABLE IF EXISTS {st.table('ready')}")
-        # A retry must not add these rejects twice: they are the ones with a 'match:' reason.
-        conn.execute(_sql("DELETE FROM {rejects} WHERE reason LIKE 'match:%%'", st))
+        conn.execute(_sql("DELETE FROM {rejects} WHERE stage = 'match'", st))  # a retry starts afresh
         conn.execute(_sql(
             """
-            INSERT INTO {rejects} (account_id, reason, item)
+            INSERT INTO {rejects} (account_id, reason, item, stage)
             SELECT i.account_id::text,
                    CASE
-                     WHEN d.n > 1 THEN format('match: %%s items for this account and date; '
+                     WHEN d.n > 1 THEN format('%%s items for this account and date; '
                                               'none is taken until the engine sends one', d.n)
-                     WHEN a.id IS NULL THEN 'match: unknown account'
-                     ELSE format('match: account not active on %%s (status %%s, opened %%s, closed %%s)',
+                     WHEN a.id IS NULL THEN 'unknown account'
+                     ELSE format('account not active on %%s (status %%s, opened %%s, closed %%s)',
                                  %(d)s::date, a.status,
                                  (a.opened_at AT TIME ZONE %(tz)s)::date,
                                  coalesce(((a.closed_at AT TIME ZONE %(tz)s)::date)::text, '-'))
                    END,
-                   to_jsonb(i) - 'account_id' || jsonb_build_object('account_id', i.account_id)
+                   to_jsonb(i),
+                   'match'
             FROM {items} i
             LEFT JOIN (SELECT account_id, count(*) AS n FROM {items} GROUP BY 1 HAVING count(*) > 1) d
                    USING (account_id)
@@ -196,8 +198,8 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
                 WHERE dp.account_id = i.account_id AND dp.date < %(d)s
                 ORDER BY dp.date DESC LIMIT 1
             ) p ON true
-            WHERE i.account_id NOT IN (SELECT account_id::uuid FROM {rejects} WHERE reason LIKE 'match:%%'
-                                       AND account_id ~ '^[0-9a-f-]{{36}}$')
+            WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
+                              WHERE r.stage = 'match' AND r.account_id = i.account_id::text)
             """, st), {"d": st.day})
         ready = conn.execute(f"SELECT count(*) FROM {st.table('ready')}").fetchone()[0]
         rejected = conn.execute(f"SELECT count(*) FROM {st.table('rejects')}").fetchone()[0]
@@ -212,7 +214,7 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
         conn.execute(_sql(
             """
             INSERT INTO investment.daily_performance_rejects (run_id, date, account_id, reason, item)
-            SELECT %(run)s, %(d)s, account_id, regexp_replace(reason, '^match: ', ''), item FROM {rejects}
+            SELECT %(run)s, %(d)s, account_id, reason, item FROM {rejects}
             """, st), {"run": st.run_id, "d": st.day})
         upserted = conn.execute(_sql(
             """

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import random
 import threading
 import uuid
@@ -37,6 +38,23 @@ class Faults:
     malformed: dict[str, str] = field(default_factory=dict)  # account_id -> kind
     unknown_accounts: int = 0
     duplicate_accounts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, body: dict) -> Faults:
+        """The switches, as the admin endpoint, --faults and ML_STANDIN_FAULTS take them."""
+        faults = cls(
+            fail_next=[int(s) for s in body.get("fail_next", [])],
+            error_rates={int(k): float(v) for k, v in body.get("error_rates", {}).items()},  # float-ok
+            latency_ms=int(body.get("latency_ms", 0)),
+            down=bool(body.get("down", False)),
+            malformed=dict(body.get("malformed", {})),
+            unknown_accounts=int(body.get("unknown_accounts", 0)),
+            duplicate_accounts=list(body.get("duplicate_accounts", [])),
+        )
+        for kind in faults.malformed.values():
+            if kind not in MALFORMED_KINDS:
+                raise ValueError(f"unknown malformed kind {kind!r}; one of {MALFORMED_KINDS}")
+        return faults
 
 
 class EngineState:
@@ -237,20 +255,12 @@ def create_app(state: EngineState | None = None) -> FastAPI:
 
     @app.post("/_admin/faults")
     async def set_faults(request: Request) -> dict:
-        body = await request.json()
+        try:
+            faults = Faults.from_json(await request.json())
+        except ValueError as exc:
+            return _error(400, str(exc))
         with state.lock:
-            state.faults = Faults(
-                fail_next=[int(s) for s in body.get("fail_next", [])],
-                error_rates={int(k): float(v) for k, v in body.get("error_rates", {}).items()},  # float-ok
-                latency_ms=int(body.get("latency_ms", 0)),
-                down=bool(body.get("down", False)),
-                malformed=dict(body.get("malformed", {})),
-                unknown_accounts=int(body.get("unknown_accounts", 0)),
-                duplicate_accounts=list(body.get("duplicate_accounts", [])),
-            )
-            for kind in state.faults.malformed.values():
-                if kind not in MALFORMED_KINDS:
-                    return _error(400, f"unknown malformed kind {kind!r}")
+            state.faults = faults
             state._pages.clear()
         return {"ok": True}
 
@@ -295,8 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8701)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--accounts-from-dsn", help="register the accounts of this investment database")
+    parser.add_argument("--faults", default=os.environ.get("ML_STANDIN_FAULTS", ""),
+                        help='fault switches as JSON, e.g. {"error_rates": {"429": 0.1}} '
+                             "(default: env ML_STANDIN_FAULTS); change them later with POST /_admin/faults")
     args = parser.parse_args(argv)
     state = EngineState(seed=args.seed)
+    if args.faults:
+        state.faults = Faults.from_json(json.loads(args.faults))
     app = create_app(state)
     if args.accounts_from_dsn:
         for row in load_accounts_from_db(args.accounts_from_dsn):
