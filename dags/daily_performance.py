@@ -61,11 +61,11 @@ def daily_performance() -> None:
         """
         from investment_jobs.dag_support import business_date_from_context
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import Staging, snapshot_active_accounts
+        from investment_jobs.jobs.daily import snapshot_active_accounts, staging_for
 
         now = pendulum.now("UTC")  # clock-ok: only to refuse a day that has not ended
         business_date = business_date_from_context(context, now)
-        staging = Staging.for_run(business_date, context["run_id"])
+        staging = staging_for(business_date, context["run_id"])
         with connect() as conn:
             active = snapshot_active_accounts(conn, staging, config.cron_timezone())
         return {"staging": staging.to_xcom(), "active_accounts": active, "started_at": now.isoformat()}
@@ -73,7 +73,8 @@ def daily_performance() -> None:
     @task
     def pull_ml_performance(ref: dict) -> dict:
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import Staging, pull_performance
+        from investment_jobs.db.staging import Staging
+        from investment_jobs.jobs.daily import pull_performance
         from investment_jobs.ml_engine.client import MLEngineClient
 
         staging = Staging.from_xcom(ref["staging"])
@@ -83,7 +84,7 @@ def daily_performance() -> None:
     @task
     def compute_returns(ref: dict, pulled: dict) -> dict:
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.db.staging import Staging
         from investment_jobs.jobs.daily import compute_returns as compute
 
         with connect() as conn:
@@ -92,7 +93,7 @@ def daily_performance() -> None:
     @task
     def persist(ref: dict, computed: dict) -> dict:
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.db.staging import Staging
         from investment_jobs.jobs.daily import persist as write
 
         with connect() as conn:
@@ -101,7 +102,7 @@ def daily_performance() -> None:
     @task
     def update_account_snapshots(ref: dict, persisted: dict) -> dict:
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.db.staging import Staging
         from investment_jobs.jobs.daily import update_account_snapshots as update
 
         with connect() as conn:
@@ -113,7 +114,8 @@ def daily_performance() -> None:
         from airflow.sdk.exceptions import AirflowFailException
         from investment_jobs.dag_support import log_summary
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import RejectsOverTolerance, Staging, check_tolerance
+        from investment_jobs.db.staging import Staging
+        from investment_jobs.jobs.daily import RejectsOverTolerance, check_tolerance
         from investment_jobs.jobs.daily import summarise as summarise_run
 
         counts = {"active_accounts": ref["active_accounts"], **pulled, **computed, **persisted, **updated}
@@ -132,7 +134,7 @@ def daily_performance() -> None:
     @teardown
     def drop_staging(ref: dict) -> None:
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import Staging
+        from investment_jobs.db.staging import Staging
         from investment_jobs.jobs.daily import drop_staging as drop
 
         with connect() as conn:

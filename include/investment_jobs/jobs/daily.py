@@ -22,13 +22,12 @@ same rows, rounded to 10 decimals half-even at each step (``investment.twr_step`
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import asdict, dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from investment_jobs.config import STAGING_SCHEMA
+from investment_jobs.db.staging import Staging
 from investment_jobs.money import dumps_exact, dumps_lenient
 from investment_jobs.performance import DailyItem, Rejected, validate_item
 
@@ -45,48 +44,29 @@ class RejectsOverTolerance(Exception):
     """More items were rejected than DAILY_REJECT_TOLERANCE allows."""
 
 
-@dataclass(frozen=True)
-class Staging:
-    """Names of one run's staging tables: what the tasks hand each other instead of rows."""
-
-    business_date: str
-    run_id: str
-    tag: str
-
-    @classmethod
-    def for_run(cls, business_date: date, run_id: str) -> Staging:
-        digest = hashlib.sha1(f"{run_id}|{business_date}".encode()).hexdigest()[:12]
-        return cls(business_date.isoformat(), run_id, f"{business_date:%Y%m%d}_{digest}")
-
-    @property
-    def day(self) -> date:
-        return date.fromisoformat(self.business_date)
-
-    def table(self, role: str) -> str:
-        return f"{STAGING_SCHEMA}.dp_{role}_{self.tag}"
-
-    def to_xcom(self) -> dict[str, str]:
-        return asdict(self)
-
-    @classmethod
-    def from_xcom(cls, value: dict[str, str]) -> Staging:
-        return cls(**value)
+ROLES = ("accounts", "items", "rejects", "ready")
 
 
-def _sql(query: str, st: Staging) -> str:
-    """Fill the staging table names into a query (they are generated, never user input)."""
-    return query.format(accounts=st.table("accounts"), items=st.table("items"),
-                        rejects=st.table("rejects"), ready=st.table("ready"))
+def staging_for(business_date: date, run_id: str) -> Staging:
+    return Staging.for_run("dp", business_date.isoformat(), run_id)
+
+
+def _day(st: Staging) -> date:
+    return date.fromisoformat(st.key)
 
 
 # ---------------------------------------------------------------------------------------------
+def _fill(query: str, st: Staging) -> str:
+    return st.fill(query, ROLES)
+
+
 def snapshot_active_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> int:
     """Create the run's staging tables and fill the set of accounts active on D."""
     with conn.transaction():
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STAGING_SCHEMA}")
-        for role in ("accounts", "items", "rejects", "ready"):
+        for role in ROLES:
             conn.execute(f"DROP TABLE IF EXISTS {st.table(role)}")
-        conn.execute(_sql(
+        conn.execute(_fill(
             """
             CREATE UNLOGGED TABLE {accounts} AS
             SELECT a.id AS account_id, a.product_id
@@ -94,9 +74,9 @@ def snapshot_active_accounts(conn: psycopg.Connection, st: Staging, timezone: st
             WHERE (a.opened_at AT TIME ZONE %(tz)s)::date <= %(d)s
               AND a.status <> 'suspended'
               AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(d)s)
-            """, st), {"tz": timezone, "d": st.day})
+            """, st), {"tz": timezone, "d": _day(st)})
         conn.execute(f"ALTER TABLE {st.table('accounts')} ADD PRIMARY KEY (account_id)")
-        conn.execute(_sql(
+        conn.execute(_fill(
             """
             CREATE UNLOGGED TABLE {items} (
                 account_id uuid NOT NULL,
@@ -119,12 +99,12 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Stagi
     with conn.transaction():
         conn.execute(f"TRUNCATE {st.table('items')}, {st.table('rejects')}")
         cur = conn.cursor()
-        for page in client.iter_daily_performance(st.day, page_size):
+        for page in client.iter_daily_performance(_day(st), page_size):
             pages += 1
             good: list[DailyItem] = []
             bad: list[tuple[Rejected, Any]] = []
             for raw in page:
-                outcome = validate_item(raw, st.day)
+                outcome = validate_item(raw, _day(st))
                 if isinstance(outcome, DailyItem):
                     good.append(outcome)
                 else:
@@ -158,8 +138,8 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
     """Reject items the book cannot take; compute D's cumulative fields from the day before."""
     with conn.transaction():
         conn.execute(f"DROP TABLE IF EXISTS {st.table('ready')}")
-        conn.execute(_sql("DELETE FROM {rejects} WHERE stage = 'match'", st))  # a retry starts afresh
-        conn.execute(_sql(
+        conn.execute(_fill("DELETE FROM {rejects} WHERE stage = 'match'", st))  # a retry starts afresh
+        conn.execute(_fill(
             """
             INSERT INTO {rejects} (account_id, reason, item, stage)
             SELECT i.account_id::text,
@@ -180,8 +160,8 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
             LEFT JOIN {accounts} s USING (account_id)
             LEFT JOIN investment.accounts a ON a.id = i.account_id
             WHERE d.n IS NOT NULL OR s.account_id IS NULL
-            """, st), {"d": st.day, "tz": timezone})
-        conn.execute(_sql(
+            """, st), {"d": _day(st), "tz": timezone})
+        conn.execute(_fill(
             """
             CREATE UNLOGGED TABLE {ready} AS
             SELECT i.account_id, s.product_id, %(d)s::date AS date,
@@ -200,7 +180,7 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
             ) p ON true
             WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
                               WHERE r.stage = 'match' AND r.account_id = i.account_id::text)
-            """, st), {"d": st.day})
+            """, st), {"d": _day(st)})
         ready = conn.execute(f"SELECT count(*) FROM {st.table('ready')}").fetchone()[0]
         rejected = conn.execute(f"SELECT count(*) FROM {st.table('rejects')}").fetchone()[0]
     return {"ready": int(ready), "rejected": int(rejected)}
@@ -210,13 +190,13 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
     """Write D in one transaction: rows, this run's rejects, and later days' cumulative fields."""
     with conn.transaction():
         conn.execute("DELETE FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
-                     (st.run_id, st.day))
-        conn.execute(_sql(
+                     (st.run_id, _day(st)))
+        conn.execute(_fill(
             """
             INSERT INTO investment.daily_performance_rejects (run_id, date, account_id, reason, item)
             SELECT %(run)s, %(d)s, account_id, reason, item FROM {rejects}
-            """, st), {"run": st.run_id, "d": st.day})
-        upserted = conn.execute(_sql(
+            """, st), {"run": st.run_id, "d": _day(st)})
+        upserted = conn.execute(_fill(
             """
             INSERT INTO investment.daily_performance AS t (
                 account_id, product_id, date, opening_balance, closing_balance, daily_return,
@@ -248,7 +228,7 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
                    EXCLUDED.winning_trades, EXCLUDED.losing_trades, EXCLUDED.ml_agent_data)
             """, st)).rowcount
         # Days after D were chained from the old D (or from a gap): chain them again from D.
-        later = conn.execute(_sql(
+        later = conn.execute(_fill(
             """
             WITH seed AS (
                 SELECT r.account_id, r.cumulative_return AS cum0, r.cumulative_return_percentage AS twr0
@@ -272,10 +252,10 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
             WHERE t.account_id = c.account_id AND t.date = c.date
               AND (t.cumulative_return, t.cumulative_return_percentage)
                   IS DISTINCT FROM (c.cumulative_return, c.cumulative_return_percentage)
-            """, st), {"d": st.day}).rowcount
+            """, st), {"d": _day(st)}).rowcount
         rejects = conn.execute(
             "SELECT count(*) FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
-            (st.run_id, st.day)).fetchone()[0]
+            (st.run_id, _day(st))).fetchone()[0]
     return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects)}
 
 
@@ -288,7 +268,7 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging) -> dict[str,
     """
     with conn.transaction():
         # Days after D are a range on the date index: empty in the usual forward run.
-        updated = conn.execute(_sql(
+        updated = conn.execute(_fill(
             """
             WITH later AS (
                 SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
@@ -309,14 +289,14 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging) -> dict[str,
             WHERE a.id = t.account_id
               AND (CASE WHEN t.d_is_newest THEN t.closing_balance ELSE a.current_balance END, t.twr)
                   IS DISTINCT FROM (a.current_balance, a.total_return_percentage)
-            """, st), {"d": st.day}).rowcount
+            """, st), {"d": _day(st)}).rowcount
     return {"accounts_updated": updated}
 
 
 def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any], tolerance: int
               ) -> dict[str, Any]:
     """The run's summary: processed, missing, rejected, totals. Raises past the reject tolerance."""
-    missing = conn.execute(_sql(
+    missing = conn.execute(_fill(
         """
         SELECT s.account_id::text FROM {accounts} s
         WHERE NOT EXISTS (SELECT 1 FROM {items} i WHERE i.account_id = s.account_id)
@@ -325,8 +305,8 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any], tol
         """, st)).fetchall()
     rejects = conn.execute(
         """SELECT account_id, reason FROM investment.daily_performance_rejects
-           WHERE run_id = %s AND date = %s ORDER BY account_id, id""", (st.run_id, st.day)).fetchall()
-    totals = conn.execute(_sql(
+           WHERE run_id = %s AND date = %s ORDER BY account_id, id""", (st.run_id, _day(st))).fetchall()
+    totals = conn.execute(_fill(
         """
         SELECT p.currency, count(*), sum(r.daily_return), sum(r.closing_balance)
         FROM {ready} r JOIN investment.products p ON p.id = r.product_id
@@ -335,7 +315,7 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any], tol
     conn.rollback()
     summary: dict[str, Any] = {
         "job_name": "daily_performance",
-        "business_date": st.business_date,
+        "business_date": st.key,
         "run_id": st.run_id,
         "active_accounts": counts.get("active_accounts"),
         "received": counts.get("received"),
@@ -369,6 +349,4 @@ def check_tolerance(summary: dict[str, Any]) -> None:
 
 
 def drop_staging(conn: psycopg.Connection, st: Staging) -> None:
-    with conn.transaction():
-        for role in ("accounts", "items", "rejects", "ready"):
-            conn.execute(f"DROP TABLE IF EXISTS {st.table(role)}")
+    st.drop(conn, ROLES)
