@@ -41,3 +41,20 @@ def parse_business_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"not a date in YYYY-MM-DD form: {text!r}") from exc
+
+
+def period_of(logical_date: datetime, timezone: str) -> tuple[str, date, date]:
+    """The monthly period of a run: ('YYYY-MM', first day, last day) of the logical date's month."""
+    first = business_date_of(logical_date, timezone).replace(day=1)
+    next_first = (first + timedelta(days=32)).replace(day=1)
+    return f"{first:%Y-%m}", first, next_first - timedelta(days=1)
+
+
+def require_period_ended(last_day: date, timezone: str, now: datetime) -> None:
+    """Raise unless the month whose last day is ``last_day`` has ended at ``now``."""
+    ends = end_of_business_date(last_day, timezone)
+    if now < ends:
+        raise BusinessDateNotEnded(
+            f"period {last_day:%Y-%m} has not ended yet: it ends at {ends.isoformat()} ({timezone}); "
+            "run it after that, or pick a logical date in an earlier month"
+        )

@@ -11,7 +11,13 @@ from datetime import date, datetime
 from typing import Any
 
 from investment_jobs import config
-from investment_jobs.business_dates import BusinessDateNotEnded, business_date_of, require_ended
+from investment_jobs.business_dates import (
+    BusinessDateNotEnded,
+    business_date_of,
+    period_of,
+    require_ended,
+    require_period_ended,
+)
 
 OWNER = "investment-ops"
 log = logging.getLogger("investment_jobs")
@@ -53,6 +59,20 @@ def business_date_from_context(context: Any, now: datetime) -> date:
     except BusinessDateNotEnded as exc:
         raise AirflowFailException(str(exc)) from None
     return business_date
+
+
+def business_period_from_context(context: Any, now: datetime) -> str:
+    """P for this run: the logical date's month (YYYY-MM) in CRON_TIMEZONE; refuses an open month."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    tz = config.cron_timezone()
+    logical = context.get("logical_date") or context["dag_run"].run_after
+    period, _, last_day = period_of(logical, tz)
+    try:
+        require_period_ended(last_day, tz, now)
+    except BusinessDateNotEnded as exc:
+        raise AirflowFailException(str(exc)) from None
+    return period
 
 
 def log_summary(summary: dict[str, Any]) -> None:

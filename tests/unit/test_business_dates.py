@@ -45,3 +45,20 @@ def test_parse_business_date() -> None:
     assert parse_business_date("2026-01-05") == date(2026, 1, 5)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         parse_business_date("05/01/2026")
+
+
+def test_period_is_the_logical_dates_month() -> None:
+    from investment_jobs.business_dates import period_of
+
+    assert period_of(datetime(2026, 2, 1, 1, 0, tzinfo=UTC), "UTC") == ("2026-02", date(2026, 2, 1),
+                                                                       date(2026, 2, 28))
+    assert period_of(datetime(2024, 2, 10, tzinfo=UTC), "UTC")[2] == date(2024, 2, 29)
+    assert period_of(datetime(2026, 12, 31, 23, 0, tzinfo=UTC), "Asia/Tokyo")[0] == "2027-01"
+
+
+def test_an_open_month_is_refused() -> None:
+    from investment_jobs.business_dates import require_period_ended
+
+    require_period_ended(date(2026, 1, 31), "UTC", datetime(2026, 2, 1, tzinfo=UTC))
+    with pytest.raises(BusinessDateNotEnded, match="period 2026-01 has not ended yet"):
+        require_period_ended(date(2026, 1, 31), "UTC", datetime(2026, 1, 31, 23, 59, tzinfo=UTC))

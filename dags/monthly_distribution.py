@@ -1,0 +1,127 @@
+"""
+### monthly_distribution — one calendar month's profit, net of the performance fee
+
+**What it does.** For period **P** (a calendar month), gives every account that was active on at
+least one day of P exactly one row in `investment.distributions`: its gross profit (Σ
+`daily_return` of its stored days in P, so deposits and withdrawals are not profit), the
+performance fee of its product, and the net profit. A profitable month is paid: status
+`distributed`, one `profit_distribution` transaction (amount = net; it records the payout and
+does not move the balance), and `accounts.total_profit_distributed` grows by the net, all in one
+database transaction. A month with no profit still gets its row: status `no_profit`, fee 0, net 0.
+
+**Which month.** P is the month of the run's *logical date* in `CRON_TIMEZONE`. The scheduled run
+for P starts after P has ended (01:00 on the 1st of the next month by default,
+`MONTHLY_DISTRIBUTION_CRON`). A run for a month that has not ended fails at once, writing nothing.
+
+**Fees.** Per product (`products.fee_model`): `simple`, the fee percentage of a positive gross;
+or `high_water_mark`, a fee only on cumulative profit above the best level a fee was already
+charged up to (losses are earned back first; the mark is kept in `accounts.high_water_mark`). Fees
+are rounded to the currency's minor unit (0 decimals for jpy, 3 for kwd, …), half-even; fee + net
+== gross exactly.
+
+**Reruns are safe.** An account's month is distributed once: the unique (account_id, period) key
+and an advisory lock hold that even for two runs at the same time. A rerun distributes only
+accounts that were held back before.
+
+**When it fails.**
+- *account(s) held back*: a day on which the account was active has no `daily_performance` row.
+  Those accounts were not distributed (the others were). Backfill `daily_performance` for the
+  listed dates, then rerun the period.
+- *no longer match their stored days*: a day of an already distributed month was rerun later and
+  the stored days now add up differently (the differences are listed). The distribution was left
+  as it is: decide on a correcting entry.
+- *period … has not ended yet*: pick a logical date in an earlier month.
+
+Tasks: assess accounts → compute fees → distribute → summarise (→ drop staging).
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, setup, task, teardown
+from investment_jobs import config
+from investment_jobs.dag_support import default_args, schedule_for
+
+DAG_ID = "monthly_distribution"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=schedule_for(DAG_ID),
+    start_date=pendulum.datetime(2025, 1, 1, tz=config.cron_timezone()),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["investment", "money", "monthly"],
+    doc_md=__doc__,
+)
+def monthly_distribution() -> None:
+    @setup
+    def assess_accounts(**context) -> dict:
+        """Resolve P from the run; decide each active account's outcome (setup: creates staging)."""
+        from investment_jobs.dag_support import business_period_from_context
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.monthly import assess_accounts as assess
+        from investment_jobs.jobs.monthly import staging_for
+
+        now = pendulum.now("UTC")  # clock-ok: only to refuse a month that has not ended
+        period = business_period_from_context(context, now)
+        staging = staging_for(period, context["run_id"])
+        with connect() as conn:
+            outcomes = assess(conn, staging, config.cron_timezone())
+        return {"staging": staging.to_xcom(), "outcomes": outcomes, "started_at": now.isoformat()}
+
+    @task
+    def compute_fees(ref: dict) -> dict:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.db.staging import Staging
+        from investment_jobs.jobs.monthly import compute_fees as compute
+
+        with connect() as conn:
+            return compute(conn, Staging.from_xcom(ref["staging"]))
+
+    @task
+    def distribute(ref: dict, computed: dict) -> dict:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.db.staging import Staging
+        from investment_jobs.jobs.monthly import distribute as write
+
+        with connect() as conn:
+            return write(conn, Staging.from_xcom(ref["staging"]))
+
+    @task
+    def summarise(ref: dict, written: dict) -> dict:
+        """One JSON summary line (also this task's XCom); fails when accounts need an operator."""
+        from airflow.sdk.exceptions import AirflowFailException
+        from investment_jobs.dag_support import log_summary
+        from investment_jobs.db.connect import connect
+        from investment_jobs.db.staging import Staging
+        from investment_jobs.jobs.monthly import DistributionIncomplete, check_complete
+        from investment_jobs.jobs.monthly import summarise as summarise_run
+
+        with connect() as conn:
+            summary = summarise_run(conn, Staging.from_xcom(ref["staging"]), {**ref["outcomes"], **written})
+        elapsed = pendulum.now("UTC") - pendulum.parse(ref["started_at"])  # clock-ok: a duration
+        summary["duration_ms"] = int(elapsed.total_seconds() * 1000)
+        log_summary(summary)
+        try:
+            check_complete(summary)
+        except DistributionIncomplete as exc:
+            raise AirflowFailException(str(exc)) from None
+        return summary
+
+    @teardown
+    def drop_staging(ref: dict) -> None:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.db.staging import Staging
+        from investment_jobs.jobs.monthly import drop_staging as drop
+
+        with connect() as conn:
+            drop(conn, Staging.from_xcom(ref["staging"]))
+
+    ref = assess_accounts()
+    written = distribute(ref, compute_fees(ref))
+    summarise(ref, written) >> drop_staging(ref)
+
+
+monthly_distribution()

@@ -1,0 +1,302 @@
+"""monthly_distribution: distribute ONE calendar month's profit and charge the performance fee.
+
+Steps (each one DAG task, each one database transaction, each safe to retry):
+
+1. ``assess_accounts``  every account active on at least one day of the period P, with what its
+                        stored days in P add up to (set-based), and an outcome:
+                        ``distribute``, ``held_incomplete`` (a day it was active on is not
+                        stored), ``held_order`` (high-water-mark product with a later month
+                        already distributed), ``already`` (P distributed, still adds up), or
+                        ``drift`` (P distributed, but the stored days no longer add up to it).
+2. ``compute_fees``     streams the ``distribute`` rows through :func:`investment_jobs.fees.
+                        performance_fee` (the one implementation) and COPYs the results back.
+3. ``distribute``       one transaction under an advisory lock: the distributions, their
+                        ``profit_distribution`` transactions and the accounts' totals and marks,
+                        ``INSERT … ON CONFLICT (account_id, period) DO NOTHING``, so a rerun or a
+                        concurrent run can never distribute an account's month twice.
+4. ``summarise``        one JSON line; the run fails when accounts were held back or drifted.
+
+``gross_profit`` is Σ daily_return of the account's stored days in P (deposits and withdrawals
+move balances, not returns); ``opening_balance`` is the first stored day's opening and
+``closing_balance`` the last stored day's closing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from investment_jobs.db.staging import Staging
+from investment_jobs.fees import performance_fee
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+ROLES = ("assessed", "missing", "ready")
+SUMMARY_ID_LIMIT = 100
+LOCK_KEY = 0x1D15_7B17  # pg_advisory_xact_lock key: one distribution at a time, any period
+
+
+class DistributionIncomplete(Exception):
+    """Accounts were held back, drifted, or changed meanwhile: an operator must look."""
+
+
+def staging_for(period: str, run_id: str) -> Staging:
+    return Staging.for_run("md", period, run_id)
+
+
+def _bounds(st: Staging) -> dict[str, Any]:
+    first = date.fromisoformat(f"{st.key}-01")
+    next_first = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return {"period": st.key, "start": first, "end": date.fromordinal(next_first.toordinal() - 1)}
+
+
+def _fill(query: str, st: Staging) -> str:
+    return st.fill(query, ROLES)
+
+
+def assess_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
+    """Create the run's staging tables and decide each account's outcome for the period."""
+    params = {**_bounds(st), "tz": timezone}
+    with conn.transaction():
+        conn.execute("CREATE SCHEMA IF NOT EXISTS investment_staging")
+        for role in ROLES:
+            conn.execute(f"DROP TABLE IF EXISTS {st.table(role)}")
+        conn.execute(_fill(
+            """
+            CREATE UNLOGGED TABLE {assessed} AS
+            WITH active AS (
+                SELECT a.id AS account_id, a.product_id, a.user_id, a.high_water_mark,
+                       greatest(%(start)s::date, (a.opened_at AT TIME ZONE %(tz)s)::date) AS active_start,
+                       least(%(end)s::date, coalesce((a.closed_at AT TIME ZONE %(tz)s)::date - 1,
+                                                     %(end)s::date)) AS active_end
+                FROM investment.accounts a
+                WHERE a.status <> 'suspended'
+                  AND (a.opened_at AT TIME ZONE %(tz)s)::date <= %(end)s
+                  AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(start)s)
+            ), stored AS (
+                SELECT dp.account_id,
+                       count(*) FILTER (WHERE dp.date BETWEEN ac.active_start AND ac.active_end)
+                           AS stored_days,
+                       sum(dp.daily_return) AS gross_profit,
+                       (array_agg(dp.opening_balance ORDER BY dp.date))[1] AS opening_balance,
+                       (array_agg(dp.closing_balance ORDER BY dp.date DESC))[1] AS closing_balance,
+                       (array_agg(dp.cumulative_return ORDER BY dp.date DESC))[1] AS cumulative_return
+                FROM investment.daily_performance dp JOIN active ac USING (account_id)
+                WHERE dp.date BETWEEN %(start)s AND %(end)s
+                GROUP BY dp.account_id
+            )
+            SELECT ac.account_id, ac.product_id, ac.user_id, ac.high_water_mark,
+                   ac.active_start, ac.active_end, ac.active_end - ac.active_start + 1 AS expected_days,
+                   coalesce(s.stored_days, 0) AS stored_days,
+                   s.gross_profit, s.opening_balance, s.closing_balance, s.cumulative_return,
+                   p.currency, p.performance_fee_percentage, p.fee_model,
+                   d.id AS distribution_id, d.gross_profit AS distributed_gross,
+                   d.opening_balance AS distributed_opening, d.closing_balance AS distributed_closing,
+                   CASE
+                     WHEN d.id IS NOT NULL AND (d.gross_profit, d.opening_balance, d.closing_balance)
+                          IS DISTINCT FROM (s.gross_profit, s.opening_balance, s.closing_balance)
+                       THEN 'drift'
+                     WHEN d.id IS NOT NULL THEN 'already'
+                     WHEN coalesce(s.stored_days, 0) < ac.active_end - ac.active_start + 1
+                       THEN 'held_incomplete'
+                     WHEN p.fee_model = 'high_water_mark' AND EXISTS (
+                          SELECT 1 FROM investment.distributions l
+                          WHERE l.account_id = ac.account_id AND l.period > %(period)s)
+                       THEN 'held_order'
+                     ELSE 'distribute'
+                   END AS outcome
+            FROM active ac
+            JOIN investment.products p ON p.id = ac.product_id
+            LEFT JOIN stored s USING (account_id)
+            LEFT JOIN investment.distributions d ON d.account_id = ac.account_id AND d.period = %(period)s
+            """, st), params)
+        conn.execute(f"ALTER TABLE {st.table('assessed')} ADD PRIMARY KEY (account_id)")
+        conn.execute(_fill(
+            """
+            CREATE UNLOGGED TABLE {missing} AS
+            SELECT a.account_id, g.day::date AS date
+            FROM {assessed} a
+            CROSS JOIN LATERAL generate_series(a.active_start, a.active_end, interval '1 day') g(day)
+            WHERE a.outcome = 'held_incomplete'
+              AND NOT EXISTS (SELECT 1 FROM investment.daily_performance dp
+                              WHERE dp.account_id = a.account_id AND dp.date = g.day::date)
+            """, st))
+        conn.execute(_fill(
+            """
+            CREATE UNLOGGED TABLE {ready} (
+                account_id uuid PRIMARY KEY, status text NOT NULL, fee numeric NOT NULL,
+                net numeric NOT NULL, high_water_mark_after numeric)
+            """, st))
+        counts = dict(conn.execute(_fill("SELECT outcome, count(*) FROM {assessed} GROUP BY 1", st))
+                      .fetchall())
+    return {outcome: int(n) for outcome, n in counts.items()}
+
+
+def compute_fees(conn: psycopg.Connection, st: Staging, batch: int = 5000) -> dict[str, int]:
+    """Fee and net for each account to distribute, in Decimal, streamed (memory bounded by batch)."""
+    computed = 0
+    with conn.transaction():
+        conn.execute(_fill("TRUNCATE {ready}", st))
+        # A server-side cursor and a COPY cannot share the connection at once: fetch, then copy.
+        with conn.cursor(name=f"md_fees_{st.tag}") as source, conn.cursor() as sink:
+            source.execute(_fill(
+                """SELECT account_id, gross_profit, performance_fee_percentage, currency, fee_model,
+                          cumulative_return, high_water_mark
+                   FROM {assessed} WHERE outcome = 'distribute'""", st))
+            while rows := source.fetchmany(batch):
+                with sink.copy(_fill(
+                    "COPY {ready} (account_id, status, fee, net, high_water_mark_after) FROM STDIN", st)
+                ) as copy:
+                    for account_id, gross, rate, currency, model, cumulative, mark in rows:
+                        fee = performance_fee(gross, rate, currency, model, cumulative, mark)
+                        copy.write_row((account_id, fee.status, fee.fee, fee.net, fee.high_water_mark_after))
+                computed += len(rows)
+    return {"computed": computed}
+
+
+def distribute(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
+    """Write the month for every computed account, once, atomically (see the module's docstring)."""
+    params = _bounds(st)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        rows = conn.execute(_fill(
+            """
+            WITH prepared AS (
+                SELECT s.*, r.status, r.fee, r.net, r.high_water_mark_after,
+                       gen_random_uuid() AS new_distribution_id,
+                       CASE WHEN r.status = 'distributed' THEN gen_random_uuid() END AS new_transaction_id
+                FROM {ready} r
+                JOIN {assessed} s USING (account_id)
+                JOIN investment.accounts a ON a.id = r.account_id
+                -- the mark the fee was computed from must still be the account's mark
+                WHERE a.high_water_mark = s.high_water_mark
+            ), inserted AS (
+                INSERT INTO investment.distributions (
+                    id, account_id, product_id, user_id, period, period_start, period_end,
+                    opening_balance, closing_balance, gross_profit, performance_fee_percentage,
+                    performance_fee_amount, net_profit, status, distributed_at, transaction_id,
+                    fee_model, cumulative_return, high_water_mark_before, high_water_mark_after)
+                SELECT new_distribution_id, account_id, product_id, user_id, %(period)s, %(start)s, %(end)s,
+                       opening_balance, closing_balance, gross_profit, performance_fee_percentage,
+                       fee, net, status, CASE WHEN status = 'distributed' THEN now() END, new_transaction_id,
+                       fee_model, cumulative_return,
+                       CASE WHEN fee_model = 'high_water_mark' THEN high_water_mark END,
+                       high_water_mark_after
+                FROM prepared
+                ON CONFLICT (account_id, period) DO NOTHING
+                RETURNING id, account_id, user_id, status, net_profit, closing_balance, transaction_id,
+                          fee_model, high_water_mark_after
+            ), ledger AS (
+                INSERT INTO investment.transactions (
+                    id, account_id, user_id, type, amount, balance_before, balance_after,
+                    distribution_id, distribution_period, status, processed_at)
+                SELECT transaction_id, account_id, user_id, 'profit_distribution', net_profit,
+                       closing_balance, closing_balance, id, %(period)s, 'completed', now()
+                FROM inserted WHERE status = 'distributed'
+            )
+            UPDATE investment.accounts a
+            SET total_profit_distributed = a.total_profit_distributed
+                    + CASE WHEN i.status = 'distributed' THEN i.net_profit ELSE 0 END,
+                high_water_mark = CASE WHEN i.fee_model = 'high_water_mark'
+                                       THEN i.high_water_mark_after ELSE a.high_water_mark END
+            FROM inserted i
+            WHERE a.id = i.account_id
+            RETURNING i.status
+            """, st), params).fetchall()
+        computed = conn.execute(_fill("SELECT count(*) FROM {ready}", st)).fetchone()[0]
+    written = {"distributed": 0, "no_profit": 0}
+    for (status,) in rows:
+        written[status] += 1
+    # Computed but not written: another run got there first, or the mark moved meanwhile.
+    written["not_written"] = int(computed) - len(rows)
+    return written
+
+
+def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> dict[str, Any]:
+    """Counts by outcome, money per currency for the period, held-back and drifted accounts."""
+    params = _bounds(st)
+    totals = conn.execute(
+        """SELECT p.currency, d.status, count(*), sum(d.gross_profit), sum(d.performance_fee_amount),
+                  sum(d.net_profit)
+           FROM investment.distributions d JOIN investment.products p ON p.id = d.product_id
+           WHERE d.period = %(period)s GROUP BY 1, 2 ORDER BY 1, 2""", params).fetchall()
+    held = conn.execute(_fill(
+        """SELECT a.account_id::text, a.outcome, coalesce(array_agg(m.date ORDER BY m.date)
+                  FILTER (WHERE m.date IS NOT NULL), '{{}}')
+           FROM {assessed} a LEFT JOIN {missing} m USING (account_id)
+           WHERE a.outcome IN ('held_incomplete', 'held_order')
+           GROUP BY 1, 2 ORDER BY 1""", st)).fetchall()
+    drift = conn.execute(_fill(
+        """SELECT account_id::text, distributed_gross, gross_profit, distributed_opening, opening_balance,
+                  distributed_closing, closing_balance
+           FROM {assessed} WHERE outcome = 'drift' ORDER BY 1""", st)).fetchall()
+    conn.rollback()
+
+    def differences(row: tuple) -> dict[str, dict[str, str]]:
+        names = ("gross_profit", "opening_balance", "closing_balance")
+        pairs = zip(names, zip(row[1::2], row[2::2], strict=True), strict=True)
+        return {n: {"distributed": str(was), "stored_days_now": str(now)}
+                for n, (was, now) in pairs if was != now}
+
+    money: dict[str, dict[str, Any]] = {}
+    for currency, status, n, gross, fee, net in totals:
+        entry = money.setdefault(currency, {"accounts": {}, "gross_profit": Decimal(0),
+                                            "performance_fees": Decimal(0), "net_profit": Decimal(0)})
+        entry["accounts"][status] = n
+        if status == "distributed":
+            entry["gross_profit"] += gross
+            entry["performance_fees"] += fee
+            entry["net_profit"] += net
+    return {
+        "job_name": "monthly_distribution",
+        "period": st.key,
+        "run_id": st.run_id,
+        "accounts_active_in_period": sum(v for k, v in counts.items() if k in OUTCOMES),
+        "outcomes": {k: counts.get(k, 0) for k in OUTCOMES},
+        "written_this_run": {k: counts.get(k, 0) for k in ("distributed", "no_profit", "not_written")},
+        "period_totals_by_currency": {
+            cur: {**v, **{k: str(v[k]) for k in ("gross_profit", "performance_fees", "net_profit")}}
+            for cur, v in money.items()
+        },
+        "held_back_count": len(held),
+        "held_back": [{"account_id": a, "reason": o, "missing_dates": [d.isoformat() for d in days]}
+                      for a, o, days in held[:SUMMARY_ID_LIMIT]],
+        "drift_count": len(drift),
+        "drift": [{"account_id": r[0], "differences": differences(r)} for r in drift[:SUMMARY_ID_LIMIT]],
+    }
+
+
+OUTCOMES = ("distribute", "already", "held_incomplete", "held_order", "drift")
+
+
+def check_complete(summary: dict[str, Any]) -> None:
+    """Fail the run, in words an operator can act on, when any account needs attention."""
+    problems = []
+    if summary["held_back_count"]:
+        later = "a later month of this high-water-mark account is already distributed"
+        listed = "; ".join(
+            f"{h['account_id']} ("
+            + ("missing " + ", ".join(h["missing_dates"][:5]) if h["missing_dates"] else later) + ")"
+            for h in summary["held_back"][:10])
+        problems.append(f"{summary['held_back_count']} account(s) held back, not distributed: {listed}. "
+                        "Backfill daily_performance for the missing dates, then rerun this period")
+    if summary["drift_count"]:
+        listed = "; ".join(f"{d['account_id']} {d['differences']}" for d in summary["drift"][:10])
+        problems.append(f"{summary['drift_count']} distributed account(s) no longer match their stored days "
+                        f"(a day was rerun after the distribution): {listed}. The distributions were left "
+                        "as they are; decide on a correction")
+    if summary["written_this_run"]["not_written"]:
+        problems.append(f"{summary['written_this_run']['not_written']} computed account(s) were not written "
+                        "(distributed by another run meanwhile, or their high-water mark moved); "
+                        "rerun the period")
+    if problems:
+        raise DistributionIncomplete(f"period {summary['period']}: " + " | ".join(problems))
+
+
+def drop_staging(conn: psycopg.Connection, st: Staging) -> None:
+    st.drop(conn, ROLES)
