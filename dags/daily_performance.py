@@ -72,73 +72,51 @@ def daily_performance() -> None:
 
     @task
     def pull_ml_performance(ref: dict) -> dict:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
+        from investment_jobs.dag_support import run_step
         from investment_jobs.jobs.daily import pull_performance
         from investment_jobs.ml_engine.client import MLEngineClient
 
-        staging = Staging.from_xcom(ref["staging"])
-        with connect() as conn, MLEngineClient() as client:
-            return pull_performance(conn, client, staging, config.ml_engine_page_size())
+        with MLEngineClient() as client:
+            return run_step(lambda conn, st: pull_performance(conn, client, st, config.ml_engine_page_size()),
+                            ref)
 
     @task
     def compute_returns(ref: dict, pulled: dict) -> dict:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.daily import compute_returns as compute
+        from investment_jobs.dag_support import run_step
+        from investment_jobs.jobs import daily
 
-        with connect() as conn:
-            return compute(conn, Staging.from_xcom(ref["staging"]), config.cron_timezone())
+        return run_step(daily.compute_returns, ref, config.cron_timezone())
 
     @task
     def persist(ref: dict, computed: dict) -> dict:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.daily import persist as write
+        from investment_jobs.dag_support import run_step
+        from investment_jobs.jobs import daily
 
-        with connect() as conn:
-            return write(conn, Staging.from_xcom(ref["staging"]))
+        return run_step(daily.persist, ref)
 
     @task
     def update_account_snapshots(ref: dict, persisted: dict) -> dict:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.daily import update_account_snapshots as update
+        from investment_jobs.dag_support import run_step
+        from investment_jobs.jobs import daily
 
-        with connect() as conn:
-            return update(conn, Staging.from_xcom(ref["staging"]))
+        return run_step(daily.update_account_snapshots, ref)
 
     @task
     def summarise(ref: dict, pulled: dict, computed: dict, persisted: dict, updated: dict) -> dict:
         """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE."""
-        from airflow.sdk.exceptions import AirflowFailException
-        from investment_jobs.dag_support import log_summary
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.daily import RejectsOverTolerance, check_tolerance
-        from investment_jobs.jobs.daily import summarise as summarise_run
+        from investment_jobs.dag_support import report, run_step
+        from investment_jobs.jobs import daily
 
         counts = {"active_accounts": ref["active_accounts"], **pulled, **computed, **persisted, **updated}
-        with connect() as conn:
-            summary = summarise_run(conn, Staging.from_xcom(ref["staging"]), counts,
-                                    config.daily_reject_tolerance())
-        elapsed = pendulum.now("UTC") - pendulum.parse(ref["started_at"])  # clock-ok: a duration
-        summary["duration_ms"] = int(elapsed.total_seconds() * 1000)
-        log_summary(summary)
-        try:
-            check_tolerance(summary)
-        except RejectsOverTolerance as exc:
-            raise AirflowFailException(str(exc)) from None
-        return summary
+        summary = run_step(daily.summarise, ref, counts, config.daily_reject_tolerance())
+        return report(summary, ref["started_at"], daily.check_tolerance, daily.RejectsOverTolerance)
 
     @teardown
     def drop_staging(ref: dict) -> None:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.daily import drop_staging as drop
+        from investment_jobs.dag_support import run_step
+        from investment_jobs.jobs import daily
 
-        with connect() as conn:
-            drop(conn, Staging.from_xcom(ref["staging"]))
+        run_step(daily.drop_staging, ref)
 
     ref = fetch_active_accounts()
     pulled = pull_ml_performance(ref)

@@ -73,51 +73,33 @@ def monthly_distribution() -> None:
 
     @task
     def compute_fees(ref: dict) -> dict:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.monthly import compute_fees as compute
+        from investment_jobs.dag_support import run_step
+        from investment_jobs.jobs import monthly
 
-        with connect() as conn:
-            return compute(conn, Staging.from_xcom(ref["staging"]))
+        return run_step(monthly.compute_fees, ref)
 
     @task
     def distribute(ref: dict, computed: dict) -> dict:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.monthly import distribute as write
+        from investment_jobs.dag_support import run_step
+        from investment_jobs.jobs import monthly
 
-        with connect() as conn:
-            return write(conn, Staging.from_xcom(ref["staging"]))
+        return run_step(monthly.distribute, ref)
 
     @task
     def summarise(ref: dict, written: dict) -> dict:
         """One JSON summary line (also this task's XCom); fails when accounts need an operator."""
-        from airflow.sdk.exceptions import AirflowFailException
-        from investment_jobs.dag_support import log_summary
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.monthly import DistributionIncomplete, check_complete
-        from investment_jobs.jobs.monthly import summarise as summarise_run
+        from investment_jobs.dag_support import report, run_step
+        from investment_jobs.jobs import monthly
 
-        with connect() as conn:
-            summary = summarise_run(conn, Staging.from_xcom(ref["staging"]), {**ref["outcomes"], **written})
-        elapsed = pendulum.now("UTC") - pendulum.parse(ref["started_at"])  # clock-ok: a duration
-        summary["duration_ms"] = int(elapsed.total_seconds() * 1000)
-        log_summary(summary)
-        try:
-            check_complete(summary)
-        except DistributionIncomplete as exc:
-            raise AirflowFailException(str(exc)) from None
-        return summary
+        summary = run_step(monthly.summarise, ref, {**ref["outcomes"], **written})
+        return report(summary, ref["started_at"], monthly.check_complete, monthly.DistributionIncomplete)
 
     @teardown
     def drop_staging(ref: dict) -> None:
-        from investment_jobs.db.connect import connect
-        from investment_jobs.db.staging import Staging
-        from investment_jobs.jobs.monthly import drop_staging as drop
+        from investment_jobs.dag_support import run_step
+        from investment_jobs.jobs import monthly
 
-        with connect() as conn:
-            drop(conn, Staging.from_xcom(ref["staging"]))
+        run_step(monthly.drop_staging, ref)
 
     ref = assess_accounts()
     written = distribute(ref, compute_fees(ref))

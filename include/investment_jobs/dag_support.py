@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -78,3 +79,29 @@ def business_period_from_context(context: Any, now: datetime) -> str:
 def log_summary(summary: dict[str, Any]) -> None:
     """One structured JSON line: what the run did, readable in the task log in the UI."""
     log.info("%s", json.dumps(summary, sort_keys=True, default=str))
+
+
+def run_step(step: Callable[..., Any], ref: dict[str, Any], *args: Any) -> Any:
+    """Call one job step on a fresh investment_db connection and the run's staging tables."""
+    from investment_jobs.db.connect import connect
+    from investment_jobs.db.staging import Staging
+
+    with connect() as conn:
+        return step(conn, Staging.from_xcom(ref["staging"]), *args)
+
+
+def report(summary: dict[str, Any], started_at: str, check: Callable[[dict[str, Any]], None],
+           needs_operator: type[Exception]) -> dict[str, Any]:
+    """Finish a run's summary: duration, one JSON log line, then fail (no retry) when ``check``
+    says an operator must act; retrying would not change the answer."""
+    import pendulum
+    from airflow.sdk.exceptions import AirflowFailException
+
+    elapsed = pendulum.now("UTC") - pendulum.parse(started_at)  # clock-ok: a duration
+    summary["duration_ms"] = int(elapsed.total_seconds() * 1000)
+    log_summary(summary)
+    try:
+        check(summary)
+    except needs_operator as exc:
+        raise AirflowFailException(str(exc)) from None
+    return summary
