@@ -176,10 +176,11 @@ def ml_engine(dsn: str) -> Iterator[str]:
         return
     LOCAL.mkdir(exist_ok=True)
     log = (LOCAL / "standin-ml.log").open("a")
+    # The DSN may hold a password: hand it over in the environment, not on the command line.
     proc = subprocess.Popen(
         [sys.executable, "-m", "investment_jobs.ml_engine.standin", "--port", str(ENGINE_PORT),
-         "--seed", str(DEMO_SEED), "--accounts-from-dsn", dsn],
-        stdout=log, stderr=subprocess.STDOUT)
+         "--seed", str(DEMO_SEED)],
+        env={**os.environ, "ML_STANDIN_ACCOUNTS_DSN": dsn}, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while not _answers(f"{url}/_admin/health"):
         if proc.poll() is not None or time.monotonic() > deadline:

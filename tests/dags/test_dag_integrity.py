@@ -134,6 +134,28 @@ def test_enabled_cron_jobs_schedule_the_previous_day_after_it_ends(dagbag) -> No
     assert info.run_after == datetime(2026, 1, 2, 0, 30, tzinfo=UTC)
 
 
+def test_monthly_run_for_a_month_fires_after_it_ends(dagbag) -> None:  # noqa: ANN001
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    dag = dagbag.get_dag("monthly_distribution")
+    timetable = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).timetable
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    info = timetable.next_dagrun_info(last_automated_data_interval=None,
+                                      restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
+    # Period 2026-01: logical date 2026-01-01 01:00, the run fires on 2026-02-01 01:00.
+    assert info.logical_date == datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+    assert info.run_after == datetime(2026, 2, 1, 1, 0, tzinfo=UTC)
+
+
+def test_task_order_of_monthly_distribution(dagbag) -> None:  # noqa: ANN001
+    dag = dagbag.get_dag("monthly_distribution")
+    chain = ["assess_accounts", "compute_fees", "distribute", "summarise", "drop_staging"]
+    for upstream, downstream in zip(chain, chain[1:], strict=False):
+        assert downstream in dag.get_task(upstream).downstream_task_ids
+    assert dag.get_task("assess_accounts").is_setup and dag.get_task("drop_staging").is_teardown
+
+
 def test_task_order_of_daily_performance(dagbag) -> None:  # noqa: ANN001
     dag = dagbag.get_dag("daily_performance")
     chain = ["fetch_active_accounts", "pull_ml_performance", "compute_returns", "persist",

@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8701)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--accounts-from-dsn", help="register the accounts of this investment database")
+    parser.add_argument("--accounts-from-dsn", default=os.environ.get("ML_STANDIN_ACCOUNTS_DSN"),
+                        help="register the accounts of this investment database "
+                             "(default: env ML_STANDIN_ACCOUNTS_DSN, which keeps a password off `ps`)")
     parser.add_argument("--faults", default=os.environ.get("ML_STANDIN_FAULTS", ""),
                         help='fault switches as JSON, e.g. {"error_rates": {"429": 0.1}} '
                              "(default: env ML_STANDIN_FAULTS); change them later with POST /_admin/faults")
