@@ -40,18 +40,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, setup, task, teardown
 from investment_jobs import config
-from investment_jobs.dag_support import default_args, schedule_for
+from investment_jobs.dag_support import dag_settings
 
 DAG_ID = "monthly_distribution"
 
 
 @dag(
-    dag_id=DAG_ID,
-    schedule=schedule_for(DAG_ID),
-    start_date=pendulum.datetime(2025, 1, 1, tz=config.cron_timezone()),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
+    **dag_settings(DAG_ID),
     tags=["investment", "money", "monthly"],
     doc_md=__doc__,
 )

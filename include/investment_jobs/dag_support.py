@@ -37,6 +37,21 @@ def schedule_for(dag_id: str):  # noqa: ANN201 - an Airflow timetable
     return CronDataIntervalUnscheduled(cron, timezone=tz)
 
 
+def dag_settings(dag_id: str) -> dict[str, Any]:
+    """What every DAG of the package shares: its contract schedule, no catch-up (backfills are an
+    operator's decision), one run at a time for the money DAGs, retries with backoff."""
+    import pendulum
+
+    return {
+        "dag_id": dag_id,
+        "schedule": schedule_for(dag_id),
+        "start_date": pendulum.datetime(2025, 1, 1, tz=config.cron_timezone()),
+        "catchup": False,
+        "max_active_runs": 1 if dag_id in config.MONEY_DAG_IDS else 16,
+        "default_args": default_args(),
+    }
+
+
 def default_args() -> dict[str, Any]:
     policy = config.task_retry_policy()
     return {

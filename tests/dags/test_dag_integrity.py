@@ -120,32 +120,23 @@ def test_disabled_cron_jobs_stop_scheduled_runs_but_not_backfills(path: Path,
     assert manual.end <= start + timedelta(days=3)
 
 
-def test_enabled_cron_jobs_schedule_the_previous_day_after_it_ends(dagbag) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(("dag_id", "logical", "fires"), [
+    # Business date 2026-01-01: logical date 2026-01-01 00:30; the run fires a day later.
+    ("daily_performance", datetime(2026, 1, 1, 0, 30, tzinfo=UTC), datetime(2026, 1, 2, 0, 30, tzinfo=UTC)),
+    # Period 2026-01: logical date 2026-01-01 01:00; the run fires on 2026-02-01 01:00.
+    ("monthly_distribution", datetime(2026, 1, 1, 1, 0, tzinfo=UTC), datetime(2026, 2, 1, 1, 0, tzinfo=UTC)),
+])
+def test_scheduled_runs_fire_after_their_date_or_period_ends(dagbag, dag_id: str, logical: datetime,  # noqa: ANN001
+                                                             fires: datetime) -> None:
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.timetables.base import TimeRestriction
 
-    dag = dagbag.get_dag("daily_performance")
+    dag = dagbag.get_dag(dag_id)
     timetable = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).timetable
     start = datetime(2026, 1, 1, tzinfo=UTC)
     info = timetable.next_dagrun_info(last_automated_data_interval=None,
                                       restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
-    # The run for business date 2026-01-01 has logical date 2026-01-01 00:30 and fires a day later.
-    assert info.logical_date == datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
-    assert info.run_after == datetime(2026, 1, 2, 0, 30, tzinfo=UTC)
-
-
-def test_monthly_run_for_a_month_fires_after_it_ends(dagbag) -> None:  # noqa: ANN001
-    from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.timetables.base import TimeRestriction
-
-    dag = dagbag.get_dag("monthly_distribution")
-    timetable = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).timetable
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    info = timetable.next_dagrun_info(last_automated_data_interval=None,
-                                      restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
-    # Period 2026-01: logical date 2026-01-01 01:00, the run fires on 2026-02-01 01:00.
-    assert info.logical_date == datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
-    assert info.run_after == datetime(2026, 2, 1, 1, 0, tzinfo=UTC)
+    assert (info.logical_date, info.run_after) == (logical, fires)
 
 
 def test_task_order_of_monthly_distribution(dagbag) -> None:  # noqa: ANN001
