@@ -206,10 +206,11 @@ def load_dag(dag_id: str):  # noqa: ANN201
     return _dags[dag_id]
 
 
-def run_dag(dag_id: str, day: date):  # noqa: ANN201
-    """dag.test() for one business date; returns the DagRun."""
+def run_dag(dag_id: str, day: date | datetime, conf: dict | None = None):  # noqa: ANN201
+    """dag.test() for one business date (or an exact logical date); returns the DagRun."""
     dag = load_dag(dag_id)
-    return dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC))
+    logical = day if isinstance(day, datetime) else datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return dag.test(logical_date=logical, run_conf=conf)
 
 
 def task_states(dag_run) -> dict[str, str]:  # noqa: ANN001

@@ -127,3 +127,23 @@ def task_retry_policy() -> TaskRetryPolicy:
         retry_delay=timedelta(seconds=env_float("TASK_RETRY_DELAY_SECONDS", 60.0)),
         max_retry_delay=timedelta(seconds=env_float("TASK_MAX_RETRY_DELAY_SECONDS", 900.0)),
     )
+
+
+def reconcile_days() -> int:
+    return env_int("RECONCILE_DAYS", 3)
+
+
+def sync_reject_tolerance() -> int:
+    return env_int("SYNC_REJECT_TOLERANCE", 0)
+
+
+def transaction_retention_days() -> int:
+    return env_int("TRANSACTION_RETENTION_DAYS", 90)
+
+
+def closed_account_archive_days() -> int:
+    return env_int("CLOSED_ACCOUNT_ARCHIVE_DAYS", 365)
+
+
+def cleanup_batch_size() -> int:
+    return env_int("CLEANUP_BATCH_SIZE", 5000)

@@ -39,7 +39,7 @@ def schedule_for(dag_id: str):  # noqa: ANN201 - an Airflow timetable
 
 def dag_settings(dag_id: str) -> dict[str, Any]:
     """What every DAG of the package shares: its contract schedule, no catch-up (backfills are an
-    operator's decision), one run at a time for the money DAGs, retries with backoff."""
+    operator's decision), one run at a time (runs of one job share its tables), retries with backoff."""
     import pendulum
 
     return {
@@ -47,7 +47,7 @@ def dag_settings(dag_id: str) -> dict[str, Any]:
         "schedule": schedule_for(dag_id),
         "start_date": pendulum.datetime(2025, 1, 1, tz=config.cron_timezone()),
         "catchup": False,
-        "max_active_runs": 1 if dag_id in config.MONEY_DAG_IDS else 16,
+        "max_active_runs": 1,
         "default_args": default_args(),
     }
 
@@ -75,6 +75,13 @@ def business_date_from_context(context: Any, now: datetime) -> date:
     except BusinessDateNotEnded as exc:
         raise AirflowFailException(str(exc)) from None
     return business_date
+
+
+def run_date_from_context(context: Any) -> date:
+    """The calendar date of the run's logical date in CRON_TIMEZONE, without the ended check
+    (ml_performance_sync syncs its own, possibly open, day; data_cleanup counts windows from it)."""
+    logical = context.get("logical_date") or context["dag_run"].run_after
+    return business_date_of(logical, config.cron_timezone())
 
 
 def business_period_from_context(context: Any, now: datetime) -> str:

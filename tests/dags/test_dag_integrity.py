@@ -110,7 +110,9 @@ def test_disabled_cron_jobs_stop_scheduled_runs_but_not_backfills(path: Path,
     timetable = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).timetable
     assert type(timetable).__name__ == "CronDataIntervalUnscheduled"
     assert timetable.periodic  # so Airflow accepts backfills
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    import pendulum
+
+    start = pendulum.datetime(2026, 1, 1, tz="UTC")  # Airflow's timetables work on pendulum times
     scheduler_asks = TimeRestriction(earliest=start, latest=None, catchup=False)
     assert timetable.next_dagrun_info(last_automated_data_interval=None, restriction=scheduler_asks) is None
     backfill_asks = TimeRestriction(earliest=start, latest=start + timedelta(days=40), catchup=True)

@@ -38,6 +38,7 @@ class Faults:
     malformed: dict[str, str] = field(default_factory=dict)  # account_id -> kind
     unknown_accounts: int = 0
     duplicate_accounts: list[str] = field(default_factory=list)
+    malformed_agents: int = 0  # the first N agent items get a non-numeric pnl
 
     @classmethod
     def from_json(cls, body: dict) -> Faults:
@@ -50,6 +51,7 @@ class Faults:
             malformed=dict(body.get("malformed", {})),
             unknown_accounts=int(body.get("unknown_accounts", 0)),
             duplicate_accounts=list(body.get("duplicate_accounts", [])),
+            malformed_agents=int(body.get("malformed_agents", 0)),
         )
         for kind in faults.malformed.values():
             if kind not in MALFORMED_KINDS:
@@ -227,7 +229,10 @@ def create_app(state: EngineState | None = None) -> FastAPI:
     def agents(request: Request) -> Response:
         day = date.fromisoformat(request.query_params.get("date", ""))
         products = sorted({a.product_id for a in state.accounts.values() if a.product_id})
-        return Response(json.dumps(agent_items(state.seed, products, day)).encode(),
+        items = agent_items(state.seed, products, day)
+        for item in items[:state.faults.malformed_agents]:
+            item["pnl"] = "n/a"
+        return Response(json.dumps(items).encode(),
                         media_type="application/json")
 
     # --- admin -----------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""data_cleanup: delete old failed transactions, archive old closed accounts, in short batches.
+
+Windows count from the run's business date B (the logical date's date in CRON_TIMEZONE), never
+from the wall clock, so a backfilled run does what it would have done on its day:
+
+- a ``failed`` transaction is deleted when its creation date is more than
+  TRANSACTION_RETENTION_DAYS (90) days before B and nothing references it (a distribution or a
+  withdrawal request);
+- a ``closed`` account becomes ``archived`` (the row is kept) when its closing date is more than
+  CLOSED_ACCOUNT_ARCHIVE_DAYS (365) days before B, unless it has a withdrawal that has not ended
+  or a month it was active in that has no distribution yet.
+
+Work goes in batches of CLEANUP_BATCH_SIZE rows, each its own short transaction, so no batch
+holds its locks for long. ``dry_run`` counts what would happen and changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+OPEN_WITHDRAWAL = ("pending", "approved", "processing")
+
+_DELETABLE = """
+    FROM investment.transactions t
+    WHERE t.status = 'failed'
+      AND (t.created_at AT TIME ZONE %(tz)s)::date < %(cutoff)s
+      AND NOT EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
+      AND NOT EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id)
+"""
+
+# Closed long enough, with the reason it must stay closed (NULL: it can be archived).
+_ARCHIVE_CANDIDATES = """
+    SELECT a.id,
+           CASE
+             WHEN EXISTS (SELECT 1 FROM investment.withdrawal_requests w
+                          WHERE w.account_id = a.id AND w.status = ANY(%(open)s))
+               THEN 'a withdrawal has not ended'
+             WHEN EXISTS (
+               SELECT 1 FROM generate_series(
+                   date_trunc('month', (a.opened_at AT TIME ZONE %(tz)s)::date),
+                   date_trunc('month', (a.closed_at AT TIME ZONE %(tz)s)::date - 1),
+                   interval '1 month') m
+               WHERE (a.closed_at AT TIME ZONE %(tz)s)::date > (a.opened_at AT TIME ZONE %(tz)s)::date
+                 AND NOT EXISTS (SELECT 1 FROM investment.distributions d
+                                 WHERE d.account_id = a.id AND d.period = to_char(m, 'YYYY-MM')))
+               THEN 'a month it was active in is not distributed yet'
+           END AS keep_reason
+    FROM investment.accounts a
+    WHERE a.status = 'closed' AND (a.closed_at AT TIME ZONE %(tz)s)::date < %(cutoff)s
+"""
+
+
+def _params(business_date: date, days: int, tz: str) -> dict[str, Any]:
+    return {"cutoff": business_date - timedelta(days=days), "tz": tz, "open": list(OPEN_WITHDRAWAL)}
+
+
+def delete_failed_transactions(conn: psycopg.Connection, business_date: date, retention_days: int,
+                               batch_size: int, tz: str, dry_run: bool) -> dict[str, Any]:
+    params = _params(business_date, retention_days, tz)
+    referenced = conn.execute(
+        """SELECT count(*) FROM investment.transactions t WHERE t.status = 'failed'
+           AND (t.created_at AT TIME ZONE %(tz)s)::date < %(cutoff)s
+           AND (EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
+                OR EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id))""",
+        params).fetchone()[0]
+    conn.commit()
+    result: dict[str, Any] = {"cutoff_date": params["cutoff"].isoformat(), "skipped_referenced": referenced}
+    if dry_run:
+        result["would_delete"] = conn.execute("SELECT count(*) " + _DELETABLE, params).fetchone()[0]
+        conn.rollback()
+        return result
+    deleted, batches, longest = 0, 0, 0.0  # float-ok: seconds
+    while True:
+        started = time.perf_counter()
+        with conn.transaction():
+            n = conn.execute(
+                f"""DELETE FROM investment.transactions WHERE id IN (
+                        SELECT t.id {_DELETABLE} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)""",
+                {**params, "batch": batch_size}).rowcount
+        longest = max(longest, time.perf_counter() - started)
+        if n == 0:
+            break
+        deleted += n
+        batches += 1
+    result.update({"deleted": deleted, "batches": batches, "longest_batch_ms": round(longest * 1000, 1)})
+    return result
+
+
+def archive_closed_accounts(conn: psycopg.Connection, business_date: date, archive_days: int, batch_size: int,
+                            tz: str, dry_run: bool) -> dict[str, Any]:
+    params = _params(business_date, archive_days, tz)
+    kept = conn.execute(
+        f"SELECT keep_reason, count(*), (array_agg(id::text ORDER BY id))[1:20] FROM ({_ARCHIVE_CANDIDATES}) c "
+        "WHERE keep_reason IS NOT NULL GROUP BY 1 ORDER BY 1", params).fetchall()
+    conn.commit()
+    result: dict[str, Any] = {
+        "cutoff_date": params["cutoff"].isoformat(),
+        "skipped": {reason: {"count": n, "account_ids": ids} for reason, n, ids in kept},
+    }
+    if dry_run:
+        result["would_archive"] = conn.execute(
+            f"SELECT count(*) FROM ({_ARCHIVE_CANDIDATES}) c WHERE keep_reason IS NULL", params).fetchone()[0]
+        conn.rollback()
+        return result
+    archived, batches, longest = 0, 0, 0.0  # float-ok: seconds
+    while True:
+        started = time.perf_counter()
+        with conn.transaction():
+            n = conn.execute(
+                f"""UPDATE investment.accounts SET status = 'archived'
+                    WHERE id IN (SELECT c.id FROM ({_ARCHIVE_CANDIDATES}) c WHERE c.keep_reason IS NULL
+                                 LIMIT %(batch)s)
+                      AND status = 'closed'""",
+                {**params, "batch": batch_size}).rowcount
+        longest = max(longest, time.perf_counter() - started)
+        if n == 0:
+            break
+        archived += n
+        batches += 1
+    result.update({"archived": archived, "batches": batches, "longest_batch_ms": round(longest * 1000, 1)})
+    return result
