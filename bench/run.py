@@ -224,6 +224,31 @@ def bench_monthly(server) -> dict:  # noqa: ANN001
     return result
 
 
+def bench_cleanup(server) -> dict:  # noqa: ANN001
+    """The cleanup step over 1M transactions, 100k of them failed and old (run as the DAG's task
+    runs it, without Airflow around it): total time and the longest single batch transaction."""
+    import psycopg
+    from investment_jobs.jobs import cleanup
+
+    dsn, _ = prepare_book(server, "ij_bench_cleanup", 1_000)
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            """INSERT INTO investment.transactions (account_id, user_id, type, amount, status, created_at)
+               SELECT a.id, a.user_id, 'withdrawal', 10,
+                      CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'completed' END,
+                      CASE WHEN g % 10 = 0 THEN timestamptz '2025-10-01' ELSE timestamptz '2026-05-20' END
+               FROM generate_series(1, 1000000) g
+               JOIN LATERAL (SELECT id, user_id FROM investment.accounts OFFSET (g % 1000) LIMIT 1) a ON true""")
+        conn.commit()
+        conn.execute("ANALYZE")
+        started = time.perf_counter()
+        result = cleanup.delete_failed_transactions(conn, date(2026, 6, 7), 90, 5000, "UTC", dry_run=False)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        result["remaining"] = conn.execute("SELECT count(*) FROM investment.transactions").fetchone()[0]
+    result["batch_size"] = 5000
+    return result
+
+
 def dag_parse_seconds() -> float:
     code = ("import time; from airflow.dag_processing.dagbag import DagBag; t = time.perf_counter(); "
             f"b = DagBag(dag_folder={str(ROOT / 'dags')!r}); "
@@ -276,11 +301,14 @@ def main() -> int:
         log("monthly_distribution: 100k accounts x 31 stored days")
         monthly_result = bench_monthly(server)
         log(f"monthly: {json.dumps(monthly_result)}")
+        log("data_cleanup: 1M transactions, 10% old failed ones")
+        cleanup_result = bench_cleanup(server)
+        log(f"cleanup: {json.dumps(cleanup_result)}")
         parse = dag_parse_seconds()
     finally:
         engine.stop()
         for name in ("ij_bench_10000", "ij_bench_100000", "ij_bench_baseline", "ij_bench_floor",
-                     "ij_bench_monthly"):
+                     "ij_bench_monthly", "ij_bench_cleanup"):
             server.drop_database(name)
 
     daily = {
@@ -295,6 +323,7 @@ def main() -> int:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["daily_performance"] = daily
     results["monthly_distribution"] = {"100000": monthly_result}
+    results["data_cleanup"] = {"1000000": cleanup_result}
     results["dag_parse_seconds"] = parse
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "postgres": server.host}
@@ -365,6 +394,19 @@ The job keeps those constraints: integrity is worth that time.
 | peak RSS (MiB) | {results['monthly_distribution']['100000']['peak_rss_mb']:.0f} | |
 
 Per task (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(results['monthly_distribution']['100000']['tasks'].items()))}.
+
+## data_cleanup — 1,000,000 transactions, 10% of them failed and older than the window
+
+The delete step as the DAG's task runs it (without Airflow around it), batches of
+{results['data_cleanup']['1000000']['batch_size']:,} rows, each its own transaction.
+
+| | figure |
+|---|---:|
+| deleted | {results['data_cleanup']['1000000']['deleted']:,} |
+| remaining | {results['data_cleanup']['1000000']['remaining']:,} |
+| time (s) | {results['data_cleanup']['1000000']['seconds']:.2f} |
+| batches | {results['data_cleanup']['1000000']['batches']} |
+| longest single batch, the longest any lock is held (ms) | {results['data_cleanup']['1000000']['longest_batch_ms']:.0f} |
 
 ## DAG parsing
 

@@ -16,9 +16,10 @@ holds its locks for long. ``dry_run`` counts what would happen and changes nothi
 
 from __future__ import annotations
 
-import time
-from datetime import date, timedelta
+import time as clock
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,7 +29,7 @@ OPEN_WITHDRAWAL = ("pending", "approved", "processing")
 _DELETABLE = """
     FROM investment.transactions t
     WHERE t.status = 'failed'
-      AND (t.created_at AT TIME ZONE %(tz)s)::date < %(cutoff)s
+      AND t.created_at < %(cutoff_at)s
       AND NOT EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
       AND NOT EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id)
 """
@@ -51,12 +52,16 @@ _ARCHIVE_CANDIDATES = """
                THEN 'a month it was active in is not distributed yet'
            END AS keep_reason
     FROM investment.accounts a
-    WHERE a.status = 'closed' AND (a.closed_at AT TIME ZONE %(tz)s)::date < %(cutoff)s
+    WHERE a.status = 'closed' AND a.closed_at < %(cutoff_at)s
 """
 
 
 def _params(business_date: date, days: int, tz: str) -> dict[str, Any]:
-    return {"cutoff": business_date - timedelta(days=days), "tz": tz, "open": list(OPEN_WITHDRAWAL)}
+    """A row is old enough when its date (in tz) is before the cutoff date, i.e. its timestamp is
+    before the cutoff date's midnight in tz: a bound the (status, created_at) index can use."""
+    cutoff = business_date - timedelta(days=days)
+    return {"cutoff": cutoff, "cutoff_at": datetime.combine(cutoff, time.min, tzinfo=ZoneInfo(tz)), "tz": tz,
+            "open": list(OPEN_WITHDRAWAL)}
 
 
 def delete_failed_transactions(conn: psycopg.Connection, business_date: date, retention_days: int,
@@ -64,7 +69,7 @@ def delete_failed_transactions(conn: psycopg.Connection, business_date: date, re
     params = _params(business_date, retention_days, tz)
     referenced = conn.execute(
         """SELECT count(*) FROM investment.transactions t WHERE t.status = 'failed'
-           AND (t.created_at AT TIME ZONE %(tz)s)::date < %(cutoff)s
+           AND t.created_at < %(cutoff_at)s
            AND (EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
                 OR EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id))""",
         params).fetchone()[0]
@@ -76,13 +81,13 @@ def delete_failed_transactions(conn: psycopg.Connection, business_date: date, re
         return result
     deleted, batches, longest = 0, 0, 0.0  # float-ok: seconds
     while True:
-        started = time.perf_counter()
+        started = clock.perf_counter()
         with conn.transaction():
             n = conn.execute(
                 f"""DELETE FROM investment.transactions WHERE id IN (
                         SELECT t.id {_DELETABLE} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)""",
                 {**params, "batch": batch_size}).rowcount
-        longest = max(longest, time.perf_counter() - started)
+        longest = max(longest, clock.perf_counter() - started)
         if n == 0:
             break
         deleted += n
@@ -109,7 +114,7 @@ def archive_closed_accounts(conn: psycopg.Connection, business_date: date, archi
         return result
     archived, batches, longest = 0, 0, 0.0  # float-ok: seconds
     while True:
-        started = time.perf_counter()
+        started = clock.perf_counter()
         with conn.transaction():
             n = conn.execute(
                 f"""UPDATE investment.accounts SET status = 'archived'
@@ -117,7 +122,7 @@ def archive_closed_accounts(conn: psycopg.Connection, business_date: date, archi
                                  LIMIT %(batch)s)
                       AND status = 'closed'""",
                 {**params, "batch": batch_size}).rowcount
-        longest = max(longest, time.perf_counter() - started)
+        longest = max(longest, clock.perf_counter() - started)
         if n == 0:
             break
         archived += n

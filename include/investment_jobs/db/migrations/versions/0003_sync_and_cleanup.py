@@ -68,7 +68,10 @@ def upgrade() -> None:
             FOR EACH ROW EXECUTE FUNCTION investment.set_updated_at();
         CREATE TRIGGER ml_sync_rejects_set_updated_at BEFORE UPDATE ON investment.ml_sync_rejects
             FOR EACH ROW EXECUTE FUNCTION investment.set_updated_at();
-        -- data_cleanup looks for old failed transactions by status and age.
+        -- Deleting a transaction checks the foreign keys that point at it: index their columns.
+        CREATE INDEX distributions_transaction_idx ON investment.distributions (transaction_id);
+        CREATE INDEX withdrawal_requests_transaction_idx ON investment.withdrawal_requests (transaction_id);
+        CREATE INDEX accounts_status_closed_idx ON investment.accounts (status, closed_at);
         """
     )
 
