@@ -64,6 +64,21 @@ def _params(business_date: date, days: int, tz: str) -> dict[str, Any]:
             "open": list(OPEN_WITHDRAWAL)}
 
 
+def _in_batches(conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> tuple[int, int, float]:
+    """Run ``statement`` (which changes at most %(batch)s rows) until it changes none, each time in
+    its own short transaction. Returns (rows, batches, the longest batch in ms)."""
+    rows, batches, longest = 0, 0, 0.0  # float-ok: seconds
+    while True:
+        started = clock.perf_counter()
+        with conn.transaction():
+            n = conn.execute(statement, params).rowcount
+        longest = max(longest, clock.perf_counter() - started)
+        if n == 0:
+            return rows, batches, round(longest * 1000, 1)
+        rows += n
+        batches += 1
+
+
 def delete_failed_transactions(conn: psycopg.Connection, business_date: date, retention_days: int,
                                batch_size: int, tz: str, dry_run: bool) -> dict[str, Any]:
     params = _params(business_date, retention_days, tz)
@@ -79,20 +94,11 @@ def delete_failed_transactions(conn: psycopg.Connection, business_date: date, re
         result["would_delete"] = conn.execute("SELECT count(*) " + _DELETABLE, params).fetchone()[0]
         conn.rollback()
         return result
-    deleted, batches, longest = 0, 0, 0.0  # float-ok: seconds
-    while True:
-        started = clock.perf_counter()
-        with conn.transaction():
-            n = conn.execute(
-                f"""DELETE FROM investment.transactions WHERE id IN (
-                        SELECT t.id {_DELETABLE} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)""",
-                {**params, "batch": batch_size}).rowcount
-        longest = max(longest, clock.perf_counter() - started)
-        if n == 0:
-            break
-        deleted += n
-        batches += 1
-    result.update({"deleted": deleted, "batches": batches, "longest_batch_ms": round(longest * 1000, 1)})
+    deleted, batches, longest_ms = _in_batches(
+        conn, f"""DELETE FROM investment.transactions WHERE id IN (
+                      SELECT t.id {_DELETABLE} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)""",
+        {**params, "batch": batch_size})
+    result.update({"deleted": deleted, "batches": batches, "longest_batch_ms": longest_ms})
     return result
 
 
@@ -112,20 +118,11 @@ def archive_closed_accounts(conn: psycopg.Connection, business_date: date, archi
             f"SELECT count(*) FROM ({_ARCHIVE_CANDIDATES}) c WHERE keep_reason IS NULL", params).fetchone()[0]
         conn.rollback()
         return result
-    archived, batches, longest = 0, 0, 0.0  # float-ok: seconds
-    while True:
-        started = clock.perf_counter()
-        with conn.transaction():
-            n = conn.execute(
-                f"""UPDATE investment.accounts SET status = 'archived'
-                    WHERE id IN (SELECT c.id FROM ({_ARCHIVE_CANDIDATES}) c WHERE c.keep_reason IS NULL
-                                 LIMIT %(batch)s)
-                      AND status = 'closed'""",
-                {**params, "batch": batch_size}).rowcount
-        longest = max(longest, clock.perf_counter() - started)
-        if n == 0:
-            break
-        archived += n
-        batches += 1
-    result.update({"archived": archived, "batches": batches, "longest_batch_ms": round(longest * 1000, 1)})
+    archived, batches, longest_ms = _in_batches(
+        conn, f"""UPDATE investment.accounts SET status = 'archived'
+                  WHERE id IN (SELECT c.id FROM ({_ARCHIVE_CANDIDATES}) c WHERE c.keep_reason IS NULL
+                               LIMIT %(batch)s)
+                    AND status = 'closed'""",
+        {**params, "batch": batch_size})
+    result.update({"archived": archived, "batches": batches, "longest_batch_ms": longest_ms})
     return result
