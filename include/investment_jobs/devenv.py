@@ -37,53 +37,6 @@ def say(message: str) -> None:
 
 
 @dataclass
-class Embedded:
-    """The embedded PostgreSQL server (started lazily, kept running for the caller's lifetime)."""
-
-    socket_dir: Path
-    server: object = None  # pgserver's handle: the server stops when every handle is cleaned up
-
-    def dsn(self, dbname: str) -> str:
-        return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
-
-    def ensure_database(self, dbname: str) -> str:
-        import psycopg
-
-        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{dbname}"')
-        return self.dsn(dbname)
-
-
-_embedded: Embedded | None = None
-
-
-def _forget_dead_handles(pgdata: Path) -> None:
-    """pgserver stops its server when the last process holding a handle lets go, and lists those
-    processes in .handle_pids.json; a process that was killed stays listed, and the server would
-    then never stop. Drop the ones that are gone."""
-    import psutil
-
-    handles = pgdata / ".handle_pids.json"
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        pids = json.loads(handles.read_text())
-        handles.write_text(json.dumps([pid for pid in pids if psutil.pid_exists(pid)]))
-
-
-def embedded_postgres() -> Embedded:
-    global _embedded
-    if _embedded is None:
-        import pgserver
-
-        PG_DIR.mkdir(parents=True, exist_ok=True)
-        _forget_dead_handles(PG_DIR)
-        say(f"starting the embedded PostgreSQL in {PG_DIR.relative_to(ROOT)}")
-        _embedded = Embedded(PG_DIR, pgserver.get_server(PG_DIR, cleanup_mode="stop"))
-    return _embedded
-
-
-@dataclass
 class PgServer:
     """A PostgreSQL server reachable with trust auth as user postgres: TCP host or socket dir."""
 
@@ -106,9 +59,43 @@ class PgServer:
             admin.execute(f'CREATE DATABASE "{dbname}"' + (f' TEMPLATE "{template}"' if template else ""))
         return self.dsn(dbname)
 
+    def ensure_database(self, dbname: str) -> str:
+        with self.admin() as admin:
+            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+                admin.execute(f'CREATE DATABASE "{dbname}"')
+        return self.dsn(dbname)
+
     def drop_database(self, dbname: str) -> None:
         with self.admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+# The embedded server and pgserver's handle to it (the server stops when every handle is cleaned up).
+_embedded: tuple[PgServer, object] | None = None
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops its server when the last process holding a handle lets go, and lists those
+    processes in .handle_pids.json; a process that was killed stays listed, and the server would
+    then never stop. Drop the ones that are gone."""
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pids = json.loads(handles.read_text())
+        handles.write_text(json.dumps([pid for pid in pids if psutil.pid_exists(pid)]))
+
+
+def embedded_postgres() -> PgServer:
+    global _embedded
+    if _embedded is None:
+        import pgserver
+
+        PG_DIR.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(PG_DIR)
+        say(f"starting the embedded PostgreSQL in {PG_DIR.relative_to(ROOT)}")
+        _embedded = (PgServer(str(PG_DIR)), pgserver.get_server(PG_DIR, cleanup_mode="stop"))
+    return _embedded[0]
 
 
 def local_or_embedded_postgres(embedded_dir: Path) -> PgServer:
@@ -150,7 +137,7 @@ def investment_dsn() -> str:
         return f"postgresql://{auth}@{host}:{port}/{conn.schema}"
     server = embedded_postgres()
     dsn = server.ensure_database(INVESTMENT_DBNAME)
-    os.environ["AIRFLOW_CONN_INVESTMENT_DB"] = conn_json(server.socket_dir, INVESTMENT_DBNAME)
+    os.environ["AIRFLOW_CONN_INVESTMENT_DB"] = conn_json(Path(server.host), INVESTMENT_DBNAME)
     return dsn
 
 
@@ -356,9 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     finally:
-        if _embedded is not None and _embedded.server is not None:
+        if _embedded is not None:
             say("stopping the embedded PostgreSQL")
-            _embedded.server.cleanup()
+            _embedded[1].cleanup()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ same rows, rounded to 10 decimals half-even at each step (``investment.twr_step`
 
 from __future__ import annotations
 
-import logging
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +33,6 @@ from investment_jobs.performance import DailyItem, Rejected, validate_item
 if TYPE_CHECKING:
     import psycopg
     from investment_jobs.ml_engine.client import MLEngineClient
-
-log = logging.getLogger(__name__)
 
 SUMMARY_ID_LIMIT = 100  # ids listed in a summary line; the tables hold all of them
 

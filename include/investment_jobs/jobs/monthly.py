@@ -23,7 +23,6 @@ move balances, not returns); ``opening_balance`` is the first stored day's openi
 
 from __future__ import annotations
 
-import logging
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,6 @@ from investment_jobs.fees import performance_fee
 
 if TYPE_CHECKING:
     import psycopg
-
-log = logging.getLogger(__name__)
 
 ROLES = ("assessed", "missing", "ready")
 SUMMARY_ID_LIMIT = 100

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from investment_jobs.money import NotADecimal, dumps_exact, dumps_lenient, parse_decimal
@@ -30,10 +29,6 @@ AGENT_KNOWN = {"agent_id", "product_id", "date", "total_trades", *AGENT_NUMERIC}
 COMPARED = ("opening_balance", "closing_balance", "daily_return", "daily_return_percentage",
             "trades_executed", "winning_trades", "losing_trades")
 ROW = "(row)"  # the field name of a whole row present on one side only
-
-
-class DiscrepanciesFound(Exception):
-    """The engine and the stored days disagree; the summary lists where."""
 
 
 def validate_agent_item(raw: Any, day: date) -> tuple[dict[str, Any] | None, str]:
@@ -206,11 +201,3 @@ def summarise(conn: psycopg.Connection, run_day: date, dates: list[date], counts
                           for a, d, f, s, e in rows[:100]],
         "rejected": [{"source": s, "key": k, "reason": r} for s, k, r in rejects],
     }
-
-
-def total(values: list[dict[str, int]], key: str) -> int:
-    return sum(v.get(key, 0) for v in values)
-
-
-__all__ = ["Decimal", "DiscrepanciesFound", "reconcile", "reconcile_dates", "summarise", "sync_agents",
-           "total", "validate_agent_item"]
