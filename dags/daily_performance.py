@@ -94,7 +94,7 @@ def daily_performance() -> None:
         from investment_jobs.dag_support import run_step
         from investment_jobs.jobs import daily
 
-        return run_step(daily.update_account_snapshots, ref)
+        return run_step(daily.update_account_snapshots, ref, config.cron_timezone())
 
     @task
     def summarise(ref: dict, pulled: dict, computed: dict, persisted: dict, updated: dict) -> dict:

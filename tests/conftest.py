@@ -44,9 +44,12 @@ os.environ.update({
     "ML_ENGINE_HTTP_TIMEOUT": "5",
     "ML_ENGINE_PAGE_SIZE": "7",  # several pages even for a small book
     "CRON_TIMEZONE": "UTC",
+    "STRIPE_HTTP_TIMEOUT": "2",
+    "STRIPE_NETWORK_RETRIES": "1",
+    "STRIPE_RATE_LIMIT_ATTEMPTS": "2",
 })
 for name in ("ENABLE_CRON_JOBS", "DAILY_REJECT_TOLERANCE", "AIRFLOW_CONN_INVESTMENT_DB",
-             "AIRFLOW_CONN_ML_ENGINE", "DAILY_PERFORMANCE_CRON"):
+             "AIRFLOW_CONN_ML_ENGINE", "AIRFLOW_CONN_STRIPE_DEFAULT", "DAILY_PERFORMANCE_CRON"):
     os.environ.pop(name, None)
 
 PYTHON = sys.executable
@@ -124,9 +127,9 @@ class EngineStandIn:
         return self._call("GET", "/_admin/stats")  # type: ignore[return-value]
 
 
-def _start_server(module: str, port: int, log: Path) -> subprocess.Popen:
+def _start_server(module: str, port: int, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen([PYTHON, "-m", module, "--port", str(port)],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -156,6 +159,50 @@ def engine(engine_server: EngineStandIn, monkeypatch: pytest.MonkeyPatch) -> Eng
     engine_server.reset()
     monkeypatch.setenv("AIRFLOW_CONN_ML_ENGINE", engine_server.url)
     return engine_server
+
+
+# --- Stripe stand-in -------------------------------------------------------------------------
+STRIPE_TEST_KEY = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc"
+
+
+@dataclass
+class StripeStandIn(EngineStandIn):
+    """The Stripe stand-in's admin surface (same JSON-over-HTTP shape as the engine's)."""
+
+    def payouts(self) -> list[dict]:
+        return self._call("GET", "/_admin/payouts")  # type: ignore[return-value]
+
+    def set_payout(self, payout_id: str, **fields: object) -> dict:
+        return self._call("POST", f"/_admin/payouts/{payout_id}", fields)  # type: ignore[return-value]
+
+    def balance(self, **per_currency: int) -> None:
+        self._call("POST", "/_admin/balance", per_currency)
+
+    def forget_keys(self) -> None:
+        self._call("POST", "/_admin/forget_keys", {})
+
+    def stats(self) -> dict:
+        return self._call("GET", "/_admin/stats")  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def stripe_server() -> Iterator[StripeStandIn]:
+    port = _free_port()
+    log = ROOT / ".local" / f"standin-stripe-{WORKER}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = _start_server("investment_jobs.stripe.standin", port, log, {"STRIPE_STANDIN_API_KEY": STRIPE_TEST_KEY})
+    yield StripeStandIn(f"http://127.0.0.1:{port}")
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_standin(stripe_server: StripeStandIn, monkeypatch: pytest.MonkeyPatch) -> StripeStandIn:
+    """A reset Stripe stand-in that ``stripe_default`` points at."""
+    stripe_server.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_DEFAULT", json.dumps(
+        {"conn_type": "stripe", "host": stripe_server.url, "password": STRIPE_TEST_KEY}))
+    return stripe_server
 
 
 # --- a small book, in the database and the engine -------------------------------------------

@@ -147,3 +147,39 @@ def closed_account_archive_days() -> int:
 
 def cleanup_batch_size() -> int:
     return env_int("CLEANUP_BATCH_SIZE", 5000)
+
+
+@dataclass(frozen=True)
+class StripeHttpPolicy:
+    """stripe-python's own retries (same idempotency key) and how long one call may take."""
+
+    timeout: float  # float-ok: seconds
+    network_retries: int
+    rate_limit_attempts: int  # 429s: stripe-python does not retry them, we do (nothing was stored)
+
+
+def stripe_http_policy() -> StripeHttpPolicy:
+    return StripeHttpPolicy(
+        timeout=env_float("STRIPE_HTTP_TIMEOUT", 30.0),
+        network_retries=env_int("STRIPE_NETWORK_RETRIES", 2),
+        rate_limit_attempts=env_int("STRIPE_RATE_LIMIT_ATTEMPTS", 3),
+    )
+
+
+def withdrawal_batch_size() -> int:
+    """Approved requests claimed per run (oldest first); the rest wait for the next run."""
+    return env_int("WITHDRAWAL_BATCH_SIZE", 2000)
+
+
+def payout_watch_days() -> int:
+    """How long a completed withdrawal's payout is still read back: a paid payout can fail later."""
+    return env_int("PAYOUT_WATCH_DAYS", 10)
+
+
+def idempotency_key_window_hours() -> int:
+    """Stripe keeps an idempotency key for at least 24 h; past this age we look a payout up first."""
+    return env_int("STRIPE_IDEMPOTENCY_WINDOW_HOURS", 23)
+
+
+def notification_batch_size() -> int:
+    return env_int("WITHDRAWAL_NOTIFICATION_BATCH_SIZE", 1000)

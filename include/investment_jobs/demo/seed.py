@@ -76,7 +76,7 @@ def seed_book(conn, accounts: list[SeededAccount], seed: int) -> None:  # noqa: 
                current_balance, opened_at, closed_at) FROM STDIN"""
         ) as copy:
             for a in accounts:
-                user = uuid.uuid5(uuid.NAMESPACE_URL, f"investment-jobs/user/{a.account_id}")
+                user = user_of(a.account_id)
                 copy.write_row((a.account_id, user, a.product_id, a.status, a.initial_investment,
                                 a.initial_investment, _ts(a.opened_on),
                                 _ts(a.closed_on) if a.closed_on else None))
@@ -88,6 +88,42 @@ def engine_registration(accounts: list[SeededAccount]) -> list[dict]:
              "closed_on": a.closed_on.isoformat() if a.closed_on else None,
              "initial_balance": str(a.initial_investment), "product_id": a.product_id,
              "trading": a.status != "suspended"} for a in accounts]
+
+
+def user_of(account_id: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"investment-jobs/user/{account_id}")
+
+
+def withdrawal_amount(rng: random.Random, balance: Decimal, currency: str) -> Decimal:
+    """Up to a tenth of the balance, payable exactly in the currency (kwd in multiples of 0.010)."""
+    from investment_jobs.fees import minor_unit_exponent
+
+    exponent = minor_unit_exponent(currency)
+    step = Decimal("0.010") if exponent == 3 else Decimal(1).scaleb(-exponent)
+    steps = max(int(balance / 10 / step), 1)
+    return step * rng.randint(1, steps)
+
+
+def seed_withdrawals(conn, accounts: list[SeededAccount], seed: int, count: int,  # noqa: ANN001
+                     bank_transfer_share: float = 0.0) -> int:  # float-ok: a share
+    """``count`` approved requests on active accounts, oldest first, with one COPY."""
+    rng = random.Random(seed * 31 + count)
+    active = [a for a in accounts if a.status == "active"]
+    currency_of = {product_id(seed, i): c for i, (_, c, _) in enumerate(PRODUCTS)}
+    with conn.transaction(), conn.cursor().copy(
+        """COPY investment.withdrawal_requests (id, account_id, user_id, amount, withdrawal_method,
+           destination_details, status, created_at) FROM STDIN"""
+    ) as copy:
+        for i in range(count):
+            account = active[i % len(active)]
+            method = "bank_transfer" if rng.random() < bank_transfer_share else "stripe_payout"
+            amount = withdrawal_amount(rng, account.initial_investment / max(count // len(active), 1),
+                                       currency_of[account.product_id])
+            request_id = uuid.uuid5(uuid.NAMESPACE_URL, f"investment-jobs/withdrawal/{seed}/{i}")
+            copy.write_row((request_id, account.account_id, user_of(account.account_id), amount, method,
+                            f'{{"bank_account_id": "ba_{request_id.hex[:16]}"}}', "approved",
+                            datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i)))
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ Steps (each one DAG task, each one database transaction, each safe to retry):
                                  compute D's cumulative fields from the stored day before D.
 4. ``persist``                   upsert D's rows and this run's rejects; recompute the
                                  cumulative fields of stored days after D (late or backwards runs).
-5. ``update_account_snapshots``  current_balance only where D is the newest stored day;
-                                 total_return_percentage from the newest stored day.
+5. ``update_account_snapshots``  current_balance only where D is the newest stored day (net of
+                                 withdrawals settled after D); total_return_percentage from
+                                 the newest stored day.
 6. ``summarise``                 one JSON line; fail when rejects exceed the tolerance.
 7. ``drop_staging``              teardown.
 
@@ -256,12 +257,16 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
     return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects)}
 
 
-def update_account_snapshots(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
+def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
     """Bring accounts up to their newest stored day, and never back to an older one.
 
-    current_balance takes D's closing only where D is the account's newest stored day (a backfill
-    of an old day leaves a newer balance alone); total_return_percentage always follows the newest
-    stored day, whose chain a late day may have just changed.
+    current_balance changes only where D is the account's newest stored day (a backfill of an old
+    day leaves a newer balance alone). It is D's closing balance net of the withdrawals (and their
+    reversals) settled after D ended in ``timezone``: the engine's closing for D cannot know of a
+    payout made the next morning, and a rerun of D after it must not give the money back. The
+    engine's closing for D+1 includes it (it is notified), so the next day's run nets nothing.
+    total_return_percentage always follows the newest stored day, whose chain a late day may have
+    just changed.
     """
     with conn.transaction():
         # Days after D are a range on the date index: empty in the usual forward run.
@@ -272,21 +277,29 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging) -> dict[str,
                 FROM investment.daily_performance dp
                 WHERE dp.date > %(d)s
                 ORDER BY dp.account_id, dp.date DESC
+            ), settled_after AS (
+                SELECT t.account_id,
+                       sum(CASE WHEN t.type = 'withdrawal' THEN t.amount ELSE -t.amount END) AS net_out
+                FROM investment.transactions t
+                WHERE t.type IN ('withdrawal', 'withdrawal_reversal')
+                  AND t.processed_at >= ((%(d)s::date + 1)::timestamp AT TIME ZONE %(tz)s)
+                  AND t.account_id IN (SELECT account_id FROM {ready})
+                GROUP BY t.account_id
             ), target AS (
                 SELECT r.account_id,
                        l.account_id IS NULL AS d_is_newest,
-                       r.closing_balance,
+                       r.closing_balance - coalesce(s.net_out, 0) AS balance,
                        coalesce(l.cumulative_return_percentage, r.cumulative_return_percentage) AS twr
-                FROM {ready} r LEFT JOIN later l USING (account_id)
+                FROM {ready} r LEFT JOIN later l USING (account_id) LEFT JOIN settled_after s USING (account_id)
             )
             UPDATE investment.accounts a
-            SET current_balance = CASE WHEN t.d_is_newest THEN t.closing_balance ELSE a.current_balance END,
+            SET current_balance = CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END,
                 total_return_percentage = t.twr
             FROM target t
             WHERE a.id = t.account_id
-              AND (CASE WHEN t.d_is_newest THEN t.closing_balance ELSE a.current_balance END, t.twr)
+              AND (CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END, t.twr)
                   IS DISTINCT FROM (a.current_balance, a.total_return_percentage)
-            """, st), {"d": _day(st)}).rowcount
+            """, st), {"d": _day(st), "tz": timezone}).rowcount
     return {"accounts_updated": updated}
 
 

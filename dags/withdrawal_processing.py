@@ -1,0 +1,146 @@
+"""
+### withdrawal_processing — pays approved withdrawal requests through Stripe, each exactly once
+
+**What it does.** Every 30 minutes (`WITHDRAWAL_PROCESSING_CRON`) it takes the requests in
+status `approved` with method `stripe_payout`, oldest first, and pays each with a Stripe payout
+(connection `stripe_default`). A request moves `approved → processing → completed | failed`;
+`rejected` is used only before any money moved. It works on whatever is approved when it runs;
+the run's logical date plays no part.
+
+**Steps (tasks).**
+1. *claim*: checks each request against the account's **available** balance (current balance
+   minus the amounts of requests already in `processing`) and moves it to `processing`, which
+   reserves the amount. Rejected here, with the reason in `rejection_reason`: account not
+   active, no `bank_account_id` in `destination_details`, an amount the currency cannot pay
+   exactly (e.g. 3 decimals in usd, or kwd not in multiples of 0.010), insufficient balance.
+2. *pay*: creates the payout with idempotency key `withdrawal-<request id>` and stores its id at
+   once. Pool `stripe_api`.
+3. *settle*: reads the payouts back. `paid` → `completed`: one `withdrawal` transaction, the
+   balance and `total_withdrawn` moved once. `failed`/`canceled` → `failed` with Stripe's
+   `failure_code`/`failure_message`. `pending`/`in_transit` → stays `processing`, read again by
+   the next run. A payout that fails after it was paid (the bank returned it) is reversed by a
+   `withdrawal_reversal` transaction and the request ends `failed`.
+4. *deliver_notifications*: tells the ML engine of each completed withdrawal, from an outbox
+   written with the completion; retried by later runs when the engine is down; it never changes
+   a withdrawal.
+5. *summarise*: one JSON line with the counts per outcome and the amounts per currency.
+
+**Reruns and crashes are safe.** Every step is committed before the next call to Stripe. A
+request left in `processing` (a crash, a timeout, a 5xx) is retried by the next run (or the task's
+retry) with the same key, so Stripe returns the first payout instead of making a second. After
+Stripe's 24 h key window the job first looks the payout up by its metadata.
+
+**When it fails.**
+- *pay failed, N awaiting retry*: Stripe answered ambiguously (timeout, dropped connection, 409,
+  429, 5xx). The requests stay `processing` with `last_error`; nothing to do unless it persists.
+- *request(s) need an operator* (`withdrawal_requests.needs_operator` says why): an idempotency
+  key conflict (a payout may exist with other parameters), a paid payout whose account balance
+  no longer covers it, or a payout that does not match its request. Check Stripe, fix, then
+  clear `needs_operator`; the next run continues.
+- Definite refusals (invalid destination, `balance_insufficient` on the platform's Stripe
+  balance, authentication) end the request `failed` with the reason; the run still succeeds.
+- `bank_transfer` requests are never paid here: they stay `approved` and the summary lists them
+  as awaiting a manual transfer.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from investment_jobs.dag_support import dag_settings
+
+DAG_ID = "withdrawal_processing"
+STRIPE_POOL = "stripe_api"
+
+
+@dag(
+    **dag_settings(DAG_ID),
+    tags=["investment", "money", "stripe", "half-hourly"],
+    doc_md=__doc__,
+)
+def withdrawal_processing() -> None:
+    @task
+    def claim(**context) -> dict:
+        """Approved → processing (amount reserved) or rejected, in one short transaction."""
+        import pendulum
+        from investment_jobs import config
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import claim as claim_requests
+
+        started_at = pendulum.now("UTC").isoformat()  # clock-ok: the summary's duration only
+        with connect() as conn:
+            return {"started_at": started_at,
+                    **claim_requests(conn, context["run_id"], config.withdrawal_batch_size())}
+
+    @task(pool=STRIPE_POOL)
+    def pay(claimed: dict) -> dict:
+        """One payout per processing request without one; ambiguous answers make the task retry."""
+        from datetime import timedelta
+
+        from investment_jobs import config
+        from investment_jobs.dag_support import log_summary
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import PayoutsStillAmbiguous
+        from investment_jobs.jobs.withdrawals import pay as pay_requests
+        from investment_jobs.stripe.hook import StripeHook
+
+        policy = config.stripe_http_policy()
+        with connect() as conn:
+            counts = pay_requests(conn, StripeHook().get_conn(), timedelta(hours=config.idempotency_key_window_hours()),
+                                  policy.rate_limit_attempts)
+        log_summary({"step": "pay", **counts})
+        if counts["ambiguous"]:
+            raise PayoutsStillAmbiguous(
+                f"{counts['ambiguous']} payout(s) got an ambiguous answer from Stripe and stay processing; "
+                "the retry uses the same idempotency keys")
+        return counts
+
+    @task(pool=STRIPE_POOL, trigger_rule="all_done")
+    def settle(claimed: dict) -> dict:
+        """Read back payouts in flight (and recent completions); complete, fail or reverse."""
+        from datetime import timedelta
+
+        from investment_jobs import config
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import settle as settle_payouts
+        from investment_jobs.stripe.hook import StripeHook
+
+        with connect() as conn:
+            return settle_payouts(conn, StripeHook().get_conn(), timedelta(days=config.payout_watch_days()))
+
+    @task(trigger_rule="all_done")
+    def deliver_notifications() -> dict:
+        """The ML engine's notifications from the outbox; a failure here changes no withdrawal."""
+        from investment_jobs import config
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import deliver_notifications as deliver
+        from investment_jobs.ml_engine.client import MLEngineClient
+
+        with connect() as conn, MLEngineClient() as engine:
+            return deliver(conn, engine, config.notification_batch_size())
+
+    @task(trigger_rule="all_done")
+    def summarise(**context) -> dict:
+        """One JSON line for the run; fails it when a step failed or a request needs an operator."""
+        from investment_jobs.dag_support import report
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import WithdrawalsNeedOperator, book_state, check_outcome, outcomes
+
+        ti = context["ti"]
+        steps = ("claim", "pay", "settle", "deliver_notifications")
+        results = {step: ti.xcom_pull(task_ids=step) for step in steps}
+        claimed = results["claim"] or {}
+        summary: dict = {"job_name": "withdrawal_processing", "run_id": context["run_id"],
+                         "steps_failed": [s for s, r in results.items() if r is None],
+                         **outcomes(results), "steps": results}
+        with connect() as conn:
+            summary.update(book_state(conn))
+        started_at = claimed.get("started_at") or context["dag_run"].start_date.isoformat()
+        return report(summary, started_at, check_outcome, WithdrawalsNeedOperator)
+
+    claimed = claim()
+    settled = settle(claimed)
+    pay(claimed) >> settled
+    settled >> deliver_notifications() >> summarise()
+
+
+withdrawal_processing()

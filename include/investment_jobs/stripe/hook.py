@@ -1,0 +1,88 @@
+"""``StripeHook``: a stripe-python ``StripeClient`` from the Airflow connection ``stripe_default``.
+
+The secret key is the connection's password, an optional API base URL (the local stand-in, a
+proxy) its host. The key is handed to the client and nowhere else: Airflow masks connection
+passwords in task logs, and the errors this module raises name the connection, never the key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.bases.hook import BaseHook
+
+from investment_jobs.config import STRIPE_CONN_ID, stripe_http_policy
+
+if TYPE_CHECKING:
+    from stripe import StripeClient
+
+
+class StripeConnectionError(Exception):
+    """The connection cannot make a client (no key, a bad base URL): a setup problem."""
+
+
+class StripeHook(BaseHook):
+    conn_name_attr = "stripe_conn_id"
+    default_conn_name = STRIPE_CONN_ID
+    conn_type = "stripe"
+    hook_name = "Stripe"
+
+    def __init__(self, stripe_conn_id: str = STRIPE_CONN_ID, timeout: float | None = None,  # float-ok: seconds
+                 max_network_retries: int | None = None) -> None:
+        super().__init__()
+        self.stripe_conn_id = stripe_conn_id
+        policy = stripe_http_policy()
+        self.timeout = policy.timeout if timeout is None else timeout
+        self.max_network_retries = policy.network_retries if max_network_retries is None else max_network_retries
+        self._client: StripeClient | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "login", "port", "extra"],
+            "relabeling": {"password": "Secret key", "host": "API base URL (optional)"},
+            "placeholders": {"password": "sk_live_... or sk_test_...",
+                             "host": "https://api.stripe.com (leave empty), or http://127.0.0.1:12111"},
+        }
+
+    def api_base(self) -> str | None:
+        """The base URL from the connection's host, with a scheme; None means Stripe itself."""
+        conn = self.get_connection(self.stripe_conn_id)
+        host = (conn.host or "").strip().rstrip("/")
+        if not host:
+            return None
+        if "://" not in host:
+            host = f"https://{host}"
+        if conn.port and host.count(":") < 2:
+            host = f"{host}:{conn.port}"
+        return host
+
+    def get_conn(self) -> StripeClient:
+        if self._client is None:
+            from stripe import RequestsClient, StripeClient
+
+            conn = self.get_connection(self.stripe_conn_id)
+            if not conn.password:
+                raise StripeConnectionError(
+                    f"connection {self.stripe_conn_id!r} has no secret key (set its password)")
+            base = self.api_base()
+            self._client = StripeClient(
+                conn.password,
+                base_addresses={"api": base} if base else None,
+                max_network_retries=self.max_network_retries,
+                http_client=RequestsClient(timeout=self.timeout),
+            )
+        return self._client
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Reads the balance: proves the address answers and the key is accepted."""
+        import stripe
+
+        try:
+            balance = self.get_conn().v1.balance.retrieve()
+        except StripeConnectionError as exc:
+            return False, str(exc)
+        except stripe.StripeError as exc:
+            return False, f"{type(exc).__name__}: {exc.user_message or 'no message'}"
+        currencies = sorted(b.currency for b in balance.available)
+        return True, f"Connected; available balance in {', '.join(currencies) or 'no currency yet'}"

@@ -1,0 +1,125 @@
+"""Pure payout rules: minor units, what a payout is asked for, and what a Stripe error means.
+
+No Airflow, no database: the withdrawal job's decisions that can be tested alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from investment_jobs.fees import minor_unit_exponent
+
+ACTIVE = "active"
+
+
+class PayoutAmountError(ValueError):
+    """The amount cannot be paid exactly in the currency's minor unit."""
+
+
+def payout_amount_minor(amount: Decimal, currency: str) -> int:
+    """The amount as Stripe's integer minor unit (cents, whole yen, fils), exactly or not at all.
+
+    We debit exactly what we pay, so an amount that does not fit the minor unit is refused rather
+    than rounded. Stripe takes 3-decimal currencies (kwd, bhd, …) only in multiples of 10.
+    """
+    exponent = minor_unit_exponent(currency)
+    scaled = amount.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise PayoutAmountError(
+            f"amount {amount} {currency} has more decimals than {currency}'s minor unit ({exponent})")
+    minor = int(scaled)
+    if minor <= 0:
+        raise PayoutAmountError(f"amount {amount} {currency} is not positive")
+    if exponent == 3 and minor % 10:
+        raise PayoutAmountError(f"Stripe pays {currency} only in multiples of 0.010, not {amount}")
+    return minor
+
+
+def idempotency_key(request_id: str) -> str:
+    return f"withdrawal-{request_id}"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+
+
+def rejection_for(*, account_status: str, currency: str, amount: Decimal, destination: Any,
+                  available: Decimal) -> Rejection | int:
+    """Why a request must be rejected before any money moves, or its amount in minor units."""
+    if account_status != ACTIVE:
+        return Rejection(f"account is {account_status}, not active")
+    if not isinstance(destination, str) or not destination.strip():
+        return Rejection("destination_details has no bank_account_id")
+    try:
+        minor = payout_amount_minor(amount, currency)
+    except (PayoutAmountError, ValueError) as exc:
+        return Rejection(str(exc))
+    if amount > available:
+        return Rejection(f"insufficient available balance: {available} available, {amount} requested")
+    return minor
+
+
+def destination_of(details: Any) -> Any:
+    """The payout destination from ``destination_details`` (the original's ``bank_account_id``)."""
+    if not isinstance(details, dict):
+        return None
+    return details.get("bank_account_id") or details.get("card_id")
+
+
+def payout_params(*, request_id: str, account_id: str, user_id: str, amount_minor: int, currency: str,
+                  destination: str) -> dict[str, Any]:
+    """What a payout is created with. Fixed by the request alone, so a retry sends the very same."""
+    return {
+        "amount": amount_minor,
+        "currency": currency,
+        "destination": destination,
+        "method": "standard",
+        "description": f"Withdrawal {request_id}",
+        "metadata": {"withdrawal_request_id": request_id, "account_id": account_id, "user_id": user_id},
+    }
+
+
+# --- what an error means ------------------------------------------------------------------------
+DEFINITE = "definite"  # Stripe refused: no payout was made, the request fails with the reason
+AMBIGUOUS = "ambiguous"  # the payout may exist: keep processing, retry with the same key
+CONFLICT = "conflict"  # our key was used with other parameters: an operator must look
+
+
+@dataclass(frozen=True)
+class ErrorVerdict:
+    kind: str
+    code: str
+    message: str
+
+
+def classify_error(exc: Exception) -> ErrorVerdict:
+    """Sort a stripe-python error into definite, ambiguous or a key conflict.
+
+    Definite: 400/402/404 invalid requests (balance_insufficient, a bad destination), 401
+    authentication, 403 permission. Ambiguous: connection errors and timeouts, 409, 429 and 5xx
+    (after stripe-python's own retries with the same key). An ``idempotency_error`` 400 means this
+    key was first used with other parameters, so a payout may exist: not ours to fail or retry.
+    """
+    import stripe
+
+    status = getattr(exc, "http_status", None)
+    code = getattr(exc, "code", None) or ""
+    message = (getattr(exc, "user_message", None) or type(exc).__name__)[:500]
+    if isinstance(exc, stripe.IdempotencyError):
+        if status == 409 or code == "idempotency_key_in_use":
+            return ErrorVerdict(AMBIGUOUS, code or "idempotency_key_in_use", message)
+        return ErrorVerdict(CONFLICT, code or "idempotency_error", message)
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        return ErrorVerdict(AMBIGUOUS, code or type(exc).__name__, message)
+    if isinstance(exc, stripe.AuthenticationError):
+        return ErrorVerdict(DEFINITE, code or "authentication_error", message)
+    if isinstance(exc, stripe.PermissionError):
+        return ErrorVerdict(DEFINITE, code or "permission_error", message)
+    if status is not None and (status == 409 or status == 429 or status >= 500):
+        return ErrorVerdict(AMBIGUOUS, code or f"http_{status}", message)
+    if isinstance(exc, (stripe.InvalidRequestError, stripe.CardError)) or (status is not None and 400 <= status < 500):
+        return ErrorVerdict(DEFINITE, code or f"http_{status}", message)
+    return ErrorVerdict(AMBIGUOUS, code or type(exc).__name__, message)

@@ -1,0 +1,564 @@
+"""withdrawal_processing against real PostgreSQL, the Stripe stand-in and the ML engine stand-in.
+
+The invariant every test ends on (``assert_books_balance``): one payout per paid request in the
+stand-in, and for every account the balance moved by exactly −Σ its paid payouts (reversed ones
+given back), with one ledger transaction per movement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import ROOT, run_dag, task_states, xcom
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "withdrawal_processing"
+RUN_AT = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def accounts_by_currency(book) -> dict[str, list[tuple[str, str, Decimal]]]:
+    """Active accounts per currency: (account id, user id, balance)."""
+    rows = book.query(
+        """SELECT p.currency, a.id::text, a.user_id::text, a.current_balance
+           FROM investment.accounts a JOIN investment.products p ON p.id = a.product_id
+           WHERE a.status = 'active' ORDER BY a.id""")
+    out: dict[str, list] = defaultdict(list)
+    for currency, aid, uid, balance in rows:
+        out[currency].append((aid, uid, balance))
+    return out
+
+
+def add_request(book, account: tuple[str, str, Decimal], amount: str, *, method: str = "stripe_payout",
+                destination: object = None, status: str = "approved", created_offset: int = 0) -> str:
+    request_id = str(uuid.uuid4())
+    details = {"bank_account_id": f"ba_{request_id[:8]}"} if destination is None else destination
+    with book.connect() as conn:
+        conn.execute(
+            """INSERT INTO investment.withdrawal_requests (id, account_id, user_id, amount, withdrawal_method,
+                   destination_details, status, created_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, timestamptz '2026-01-01' + %s * interval '1 second')""",
+            (request_id, account[0], account[1], Decimal(amount), method, json.dumps(details), status,
+             created_offset))
+    return request_id
+
+
+def requests(book) -> dict[str, dict]:
+    rows = book.query(
+        """SELECT id::text, status, rejection_reason, payout_id, payout_status, failure_code, failure_message,
+                  last_error, needs_operator, payout_amount_minor, currency
+           FROM investment.withdrawal_requests""")
+    keys = ("status", "rejection_reason", "payout_id", "payout_status", "failure_code", "failure_message",
+            "last_error", "needs_operator", "payout_amount_minor", "currency")
+    return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+
+
+def run():
+    """One withdrawal_processing run (its logical date plays no part in what it does)."""
+    return run_dag(DAG_ID, RUN_AT)
+
+
+def assert_books_balance(book, stripe, initial: dict[str, Decimal]) -> None:
+    """Σ balance change per account == −Σ its paid (not failed) payouts; one payout per request."""
+    payouts = stripe.payouts()
+    per_request = Counter(p["metadata"]["withdrawal_request_id"] for p in payouts)
+    assert all(n == 1 for n in per_request.values()), f"a request was paid twice: {per_request}"
+    minor = {r[0]: (r[1], r[2]) for r in book.query(
+        "SELECT w.id::text, w.account_id::text, w.currency FROM investment.withdrawal_requests w")}
+    from investment_jobs.fees import minor_unit_exponent
+
+    paid_out: dict[str, Decimal] = defaultdict(Decimal)
+    for p in payouts:
+        if p["status"] in ("failed", "canceled"):
+            continue
+        account, currency = minor[p["metadata"]["withdrawal_request_id"]]
+        paid_out[account] += Decimal(p["amount"]).scaleb(-minor_unit_exponent(currency))
+    balances = dict(book.query("SELECT id::text, current_balance FROM investment.accounts"))
+    for account, before in initial.items():
+        assert balances[account] - before == -paid_out.get(account, Decimal(0)), account
+    # The ledger says the same: withdrawals minus reversals per account.
+    ledger = dict(book.query(
+        """SELECT account_id::text, sum(CASE WHEN type = 'withdrawal' THEN amount ELSE -amount END)
+           FROM investment.transactions WHERE type IN ('withdrawal', 'withdrawal_reversal') GROUP BY 1"""))
+    for account in initial:
+        assert ledger.get(account, Decimal(0)) == paid_out.get(account, Decimal(0)), account
+
+
+def balances(book) -> dict[str, Decimal]:
+    return dict(book.query("SELECT id::text, current_balance FROM investment.accounts"))
+
+
+@pytest.fixture
+def desk(book, stripe_standin, airflow_db):
+    """The book, the Stripe stand-in, and the accounts' balances before any withdrawal."""
+    return book, stripe_standin, balances(book)
+
+
+# --- the happy path --------------------------------------------------------------------------------
+def test_pays_each_request_once_in_its_currencys_minor_unit(desk, engine):
+    book, stripe, initial = desk
+    accounts = accounts_by_currency(book)
+    usd = add_request(book, accounts["usd"][0], "125.40")
+    jpy = add_request(book, accounts["jpy"][0], "1500")
+    kwd = add_request(book, accounts["kwd"][0], "12.340")
+
+    dag_run = run()
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    state = requests(book)
+    assert {state[r]["status"] for r in (usd, jpy, kwd)} == {"completed"}
+    by_request = {p["metadata"]["withdrawal_request_id"]: p for p in stripe.payouts()}
+    assert (by_request[usd]["amount"], by_request[usd]["currency"]) == (12540, "usd")
+    assert (by_request[jpy]["amount"], by_request[jpy]["currency"]) == (1500, "jpy")
+    assert (by_request[kwd]["amount"], by_request[kwd]["currency"]) == (12340, "kwd")
+    assert by_request[usd]["metadata"] == {"withdrawal_request_id": usd, "account_id": accounts["usd"][0][0],
+                                          "user_id": accounts["usd"][0][1]}
+    assert by_request[usd]["destination"] == f"ba_{usd[:8]}"
+    assert_books_balance(book, stripe, initial)
+    tx = book.query("""SELECT withdrawal_request_id::text, amount, balance_before, balance_after, status,
+                              withdrawal_destination_id FROM investment.transactions WHERE type = 'withdrawal'""")
+    assert len(tx) == 3
+    for rid, amount, before, after, status, dest in tx:
+        assert before - amount == after and status == "completed" and dest == state[rid]["payout_id"]
+    withdrawn = dict(book.query("SELECT id::text, total_withdrawn FROM investment.accounts"))
+    assert withdrawn[accounts["kwd"][0][0]] == Decimal("12.340")
+    # The engine heard of each completion once, with the new balance.
+    notified = {n["withdrawal_request_id"]: n for n in engine.stats()["notifications"]}
+    assert set(notified) == {usd, jpy, kwd}
+    assert Decimal(notified[usd]["new_balance"]) == balances(book)[accounts["usd"][0][0]]
+    summary = xcom(dag_run, "summarise")
+    assert summary["completed"] == 3 and summary["amounts"]["completed"] == {
+        "jpy": "1500.00000000", "kwd": "12.34000000", "usd": "125.40000000"}
+
+    # A rerun finds nothing to do and changes nothing.
+    before = balances(book)
+    assert str(run().state) == "success"
+    assert len(stripe.payouts()) == 3 and balances(book) == before
+    assert book.query("SELECT count(*) FROM investment.transactions")[0][0] == 3
+
+
+def test_rejects_only_what_can_never_be_paid_before_money_moves(desk):
+    book, stripe, initial = desk
+    accounts = accounts_by_currency(book)
+    rich = accounts["usd"][0]
+    suspended = book.query("""SELECT a.id::text, a.user_id::text, a.current_balance FROM investment.accounts a
+                              WHERE a.status = 'suspended' LIMIT 1""")[0]
+    ok_first = add_request(book, rich, str(rich[2] - Decimal("10.00")), created_offset=1)
+    over_after_first = add_request(book, rich, "20.00", created_offset=2)  # only 10 left after the first
+    too_big = add_request(book, accounts["eur"][0], str(accounts["eur"][0][2] + 1))
+    not_active = add_request(book, suspended, "1.00")
+    no_destination = add_request(book, accounts["usd"][1], "5.00", destination={})
+    sub_cent = add_request(book, accounts["usd"][1], "5.001")
+    kwd_odd = add_request(book, accounts["kwd"][0], "1.234")
+    yen_fraction = add_request(book, accounts["jpy"][0], "10.5")
+
+    assert str(run().state) == "success"
+    state = requests(book)
+    assert state[ok_first]["status"] == "completed"
+    expected = {
+        over_after_first: "insufficient available balance: 10.00000000 available, 20.00000000 requested",
+        too_big: "insufficient available balance",
+        not_active: "account is suspended, not active",
+        no_destination: "destination_details has no bank_account_id",
+        sub_cent: "more decimals than usd's minor unit (2)",
+        kwd_odd: "Stripe pays kwd only in multiples of 0.010",
+        yen_fraction: "more decimals than jpy's minor unit (0)",
+    }
+    for request_id, reason in expected.items():
+        assert state[request_id]["status"] == "rejected"
+        assert reason in state[request_id]["rejection_reason"], state[request_id]
+    assert len(stripe.payouts()) == 1
+    assert_books_balance(book, stripe, initial)
+
+
+def test_processing_requests_reserve_their_amount(desk):
+    """The available balance is the current balance minus what is already in processing."""
+    book, stripe, initial = desk
+    account = accounts_by_currency(book)["usd"][0]
+    stripe.faults(hold=True)  # the first payout stays in transit: its request stays processing
+    first = add_request(book, account, str(account[2] - Decimal("1.00")))
+    assert str(run().state) == "success"
+    assert requests(book)[first]["status"] == "processing"
+    second = add_request(book, account, "2.00")
+    assert str(run().state) == "success"
+    state = requests(book)
+    assert state[second]["status"] == "rejected"
+    assert "1.00000000 available" in state[second]["rejection_reason"]
+    stripe.faults(hold=False)
+    assert str(run().state) == "success"
+    assert requests(book)[first]["status"] == "completed"
+    assert_books_balance(book, stripe, initial)
+
+
+def test_bank_transfers_wait_for_a_person(desk):
+    book, stripe, _ = desk
+    account = accounts_by_currency(book)["eur"][0]
+    manual = add_request(book, account, "50.00", method="bank_transfer")
+    dag_run = run()
+    assert str(dag_run.state) == "success"
+    assert requests(book)[manual]["status"] == "approved"
+    assert stripe.payouts() == []
+    summary = xcom(dag_run, "summarise")
+    assert summary["awaiting_manual_transfer"] == 1
+    assert summary["awaiting_manual_transfer_amounts"] == {"eur": "50.00000000"}
+
+
+# --- Stripe says no ---------------------------------------------------------------------------------
+def test_definite_refusals_fail_the_request_with_stripes_reason(desk):
+    book, stripe, initial = desk
+    accounts = accounts_by_currency(book)
+    bad_destination = add_request(book, accounts["usd"][0], "10.00", destination={"bank_account_id": "xx_nope"})
+    stripe.balance(eur=100)  # 1.00 eur on the platform's Stripe balance
+    no_platform_funds = add_request(book, accounts["eur"][0], "5.00")
+    dag_run = run()
+    assert str(dag_run.state) == "success", "definite refusals are outcomes, not run failures"
+    state = requests(book)
+    assert state[bad_destination]["status"] == "failed"
+    assert state[bad_destination]["failure_code"] == "resource_missing"
+    assert "No such external account" in state[bad_destination]["failure_message"]
+    assert (state[no_platform_funds]["status"], state[no_platform_funds]["failure_code"]) == (
+        "failed", "balance_insufficient")
+    assert stripe.payouts() == []
+    assert balances(book) == initial
+    # A failed request no longer reserves: the same account can withdraw its whole balance again.
+    again = add_request(book, accounts["usd"][0], str(accounts["usd"][0][2]))
+    assert str(run().state) == "success"
+    assert requests(book)[again]["status"] == "completed"
+    assert_books_balance(book, stripe, initial)
+
+
+def test_a_wrong_key_fails_requests_and_never_shows_the_key(desk, monkeypatch, caplog):
+    book, stripe, initial = desk
+    wrong_key = "sk_test_" + "wrongwrongwrong0123456789"
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_DEFAULT", json.dumps(
+        {"conn_type": "stripe", "host": stripe.url, "password": wrong_key}))
+    request_id = add_request(book, accounts_by_currency(book)["usd"][0], "10.00")
+    caplog.set_level("DEBUG")
+    dag_run = run()
+    state = requests(book)[request_id]
+    assert (state["status"], state["failure_code"]) == ("failed", "authentication_error")
+    assert "Invalid API Key" in state["failure_message"]
+    assert wrong_key not in caplog.text and wrong_key not in json.dumps(xcom(dag_run, "summarise"), default=str)
+    assert wrong_key not in json.dumps(state, default=str)
+    log_dir = ROOT / ".local" / "test-airflow"
+    for path in log_dir.rglob("*.log"):
+        assert wrong_key not in path.read_text(errors="replace"), path
+    assert balances(book) == initial
+
+
+# --- ambiguous answers: the request stays processing and the next run finishes it ------------------
+@pytest.mark.parametrize("fault", [
+    {"fail_next": [429, 429]},
+    {"fail_next": [500]},
+    {"fail_next": [503]},
+    {"drop_after_create_next": 1},
+    {"slow_after_create_next": 1, "slow_seconds": 3},
+], ids=["429", "500-before", "503-before", "dropped-after-create", "slow-after-create"])
+def test_ambiguous_answers_keep_processing_then_pay_once(desk, monkeypatch, fault):
+    """The pay step alone, without stripe-python's retries: the request stays processing with the
+    error; the next run pays it with the same key (a replay when the payout was already made)."""
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs import withdrawals
+
+    book, stripe, initial = desk
+    monkeypatch.setenv("STRIPE_NETWORK_RETRIES", "0")
+    request_id = add_request(book, accounts_by_currency(book)["usd"][0], "42.00")
+    stripe.faults(**fault)
+    with connect() as conn:
+        withdrawals.claim(conn, "first-run", 100)
+        counts = withdrawals.pay(conn, _stripe_client(), timedelta(hours=23), rate_limit_attempts=2)
+    assert counts["ambiguous"] == 1 and counts["payouts_created"] == 0
+    state = requests(book)[request_id]
+    assert state["status"] == "processing" and state["payout_id"] is None and state["last_error"]
+    made_before = len(stripe.payouts())
+    assert made_before == (1 if "after_create" in next(iter(fault)) else 0)
+    assert str(run().state) == "success"
+    assert requests(book)[request_id]["status"] == "completed"
+    assert len(stripe.payouts()) == 1
+    if made_before:
+        assert stripe.stats()["stats"]["idempotent_replays"] == 1
+    assert_books_balance(book, stripe, initial)
+
+
+def test_a_run_whose_payouts_stay_ambiguous_fails_and_says_so(desk):
+    """429s through both tries of the pay task: the run fails, the request waits in processing."""
+    book, stripe, initial = desk
+    request_id = add_request(book, accounts_by_currency(book)["usd"][0], "42.00")
+    stripe.faults(fail_next=[429] * 4)  # 2 attempts per try, 2 tries (TASK_RETRIES=1)
+    dag_run = run()
+    assert str(dag_run.state) == "failed"
+    states = task_states(dag_run)
+    assert (states["pay"], states["settle"], states["summarise"]) == ("failed", "success", "failed")
+    state = requests(book)[request_id]
+    assert state["status"] == "processing" and state["last_error"].startswith("rate_limit:"), state
+    assert stripe.payouts() == []
+    assert str(run().state) == "success"
+    assert requests(book)[request_id]["status"] == "completed"
+    assert_books_balance(book, stripe, initial)
+
+
+def test_a_stored_500_is_replayed_until_the_key_window_then_found_by_metadata(desk, monkeypatch):
+    """Stripe stores a 500 that happened after the payout was made and replays it for the key; past
+    the 24 h window the job looks the payout up by metadata instead of creating a second one."""
+    book, stripe, initial = desk
+    monkeypatch.setenv("TASK_RETRIES", "0")
+    request_id = add_request(book, accounts_by_currency(book)["usd"][0], "42.00")
+    stripe.faults(error_after_create_next=1)
+    assert str(run().state) == "failed"
+    assert str(run().state) == "failed"  # the same key gets the same stored 500
+    assert len(stripe.payouts()) == 1 and requests(book)[request_id]["status"] == "processing"
+    with book.connect() as conn:
+        conn.execute("UPDATE investment.withdrawal_requests SET first_attempt_at = now() - interval '25 hours'")
+    stripe.forget_keys()
+    assert str(run().state) == "success"
+    assert requests(book)[request_id]["status"] == "completed"
+    assert len(stripe.payouts()) == 1
+    assert_books_balance(book, stripe, initial)
+
+
+def test_a_concurrent_request_with_the_same_key_gets_409_and_one_payout(stripe_standin):
+    """The stand-in's idempotency rules, through stripe-python unchanged."""
+    import stripe as stripe_lib
+    from investment_jobs.stripe.hook import StripeHook
+
+    client = StripeHook(max_network_retries=0).get_conn()
+    params = {"amount": 1000, "currency": "usd", "destination": "ba_x", "metadata": {"withdrawal_request_id": "r"}}
+    stripe_standin.faults(in_flight_seconds=1.0)
+    results: list = []
+
+    def create() -> None:
+        try:
+            results.append(client.v1.payouts.create(params=params, options={"idempotency_key": "withdrawal-r"}).id)
+        except stripe_lib.StripeError as exc:
+            results.append(exc.http_status)
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(map(str, results))[0] == "409"
+    stripe_standin.faults()
+    replay = client.v1.payouts.create(params=params, options={"idempotency_key": "withdrawal-r"})
+    assert replay.id in results and len(stripe_standin.payouts()) == 1
+    with pytest.raises(stripe_lib.IdempotencyError):
+        client.v1.payouts.create(params={**params, "amount": 999}, options={"idempotency_key": "withdrawal-r"})
+
+
+# --- settle: in flight, failed later ------------------------------------------------------------------
+def test_a_payout_that_fails_after_paid_is_reversed_once(desk):
+    book, stripe, initial = desk
+    account = accounts_by_currency(book)["usd"][0]
+    request_id = add_request(book, account, "99.99")
+    assert str(run().state) == "success"
+    assert requests(book)[request_id]["status"] == "completed"
+    payout_id = requests(book)[request_id]["payout_id"]
+    stripe.set_payout(payout_id, status="failed", failure_code="account_closed",
+                      failure_message="The bank account has been closed.")
+    assert str(run().state) == "success"
+    assert str(run().state) == "success"
+    state = requests(book)[request_id]
+    assert (state["status"], state["failure_code"]) == ("failed", "account_closed")
+    assert balances(book)[account[0]] == initial[account[0]]
+    rows = book.query("""SELECT type, status, amount, balance_before, balance_after FROM investment.transactions
+                         ORDER BY created_at""")
+    assert [(r[0], r[1]) for r in rows] == [("withdrawal", "reversed"), ("withdrawal_reversal", "completed")]
+    assert rows[1][4] - rows[1][3] == Decimal("99.99")
+    assert book.query("SELECT total_withdrawn FROM investment.accounts WHERE id = %s", (account[0],))[0][0] == 0
+    assert_books_balance(book, stripe, initial)
+
+
+def test_a_payout_failed_before_paid_fails_the_request_and_releases_it(desk):
+    book, stripe, initial = desk
+    account = accounts_by_currency(book)["usd"][0]
+    stripe.faults(hold=True)
+    request_id = add_request(book, account, "10.00")
+    assert str(run().state) == "success"
+    state = requests(book)[request_id]
+    assert (state["status"], state["payout_status"]) == ("processing", "in_transit")
+    stripe.set_payout(state["payout_id"], status="failed", failure_code="no_account",
+                      failure_message="The bank account details on file are probably incorrect.")
+    assert str(run().state) == "success"
+    state = requests(book)[request_id]
+    assert (state["status"], state["failure_code"]) == ("failed", "no_account")
+    assert balances(book) == initial
+    assert book.query("SELECT count(*) FROM investment.transactions")[0][0] == 0
+
+
+# --- crashes --------------------------------------------------------------------------------------------
+def _stripe_client():
+    from investment_jobs.stripe.hook import StripeHook
+
+    return StripeHook().get_conn()
+
+
+def test_crash_after_the_claim(desk):
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs import withdrawals
+
+    book, stripe, initial = desk
+    ids = [add_request(book, a, "10.00", created_offset=i) for i, a in enumerate(accounts_by_currency(book)["usd"])]
+    with connect() as conn:
+        withdrawals.claim(conn, "crashed-run", 100)
+    # The process dies here; the next run finds the requests processing without a payout.
+    assert {requests(book)[r]["status"] for r in ids} == {"processing"}
+    assert str(run().state) == "success"
+    assert {requests(book)[r]["status"] for r in ids} == {"completed"}
+    assert len(stripe.payouts()) == len(ids)
+    assert_books_balance(book, stripe, initial)
+
+
+def test_crash_after_stripe_answered_before_our_commit(desk, monkeypatch):
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs import withdrawals
+
+    book, stripe, initial = desk
+    ids = [add_request(book, a, "10.00", created_offset=i) for i, a in enumerate(accounts_by_currency(book)["usd"])]
+
+    def crash(*args, **kwargs):
+        raise SystemExit("killed between Stripe's answer and our commit")
+
+    with monkeypatch.context() as patch, connect() as conn, pytest.raises(SystemExit):
+        patch.setattr(withdrawals, "record_payout", crash)
+        withdrawals.claim(conn, "crashed-run", 100)
+        withdrawals.pay(conn, _stripe_client(), timedelta(hours=23))
+    assert len(stripe.payouts()) == 1  # Stripe made one payout that we never recorded
+    assert str(run().state) == "success"
+    assert {requests(book)[r]["status"] for r in ids} == {"completed"}
+    assert len(stripe.payouts()) == len(ids)
+    assert stripe.stats()["stats"]["idempotent_replays"] >= 1
+    assert_books_balance(book, stripe, initial)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from datetime import timedelta
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs import withdrawals
+    from investment_jobs.stripe.hook import StripeHook
+
+    point = sys.argv[1]
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if point == "after_stripe_answered":
+        withdrawals.record_payout = die
+    elif point == "after_completion_commit":
+        withdrawals.deliver_notifications = die
+    with connect() as conn:
+        client = StripeHook().get_conn()
+        withdrawals.claim(conn, "killed-run", 100)
+        withdrawals.pay(conn, client, timedelta(hours=23))
+        withdrawals.settle(conn, client, timedelta(days=10))
+        withdrawals.deliver_notifications(conn, None, 100)
+""")
+
+
+@pytest.mark.parametrize("point", ["after_stripe_answered", "after_completion_commit"])
+def test_killed_task_process_is_finished_by_the_next_run(desk, engine, point):
+    """SIGKILL the process at the point; the next run pays nothing twice and loses nothing."""
+    book, stripe, initial = desk
+    ids = [add_request(book, a, "7.00", created_offset=i) for i, a in enumerate(accounts_by_currency(book)["usd"])]
+    env = {**os.environ, "AIRFLOW_CONN_INVESTMENT_DB": book.dsn}
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, point], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    if point == "after_completion_commit":
+        assert {requests(book)[r]["status"] for r in ids} == {"completed"}
+        assert book.query("SELECT count(*) FROM investment.withdrawal_notifications WHERE status = 'pending'"
+                          )[0][0] == len(ids)
+    assert str(run().state) == "success"
+    assert {requests(book)[r]["status"] for r in ids} == {"completed"}
+    assert len(stripe.payouts()) == len(ids)
+    notified = Counter(n["withdrawal_request_id"] for n in engine.stats()["notifications"])
+    assert set(notified) == set(ids)
+    assert_books_balance(book, stripe, initial)
+
+
+def test_two_runs_at_once_pay_each_request_once(desk):
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs import withdrawals
+
+    book, stripe, initial = desk
+    ids = []
+    for currency, accounts in accounts_by_currency(book).items():
+        amount = {"jpy": "300", "kwd": "1.230"}.get(currency, "3.00")
+        for i, account in enumerate(accounts):
+            ids += [add_request(book, account, amount, created_offset=i * 10 + k) for k in range(3)]
+    errors: list[BaseException] = []
+
+    def one_run(name: str) -> None:
+        try:
+            with connect() as conn:
+                client = _stripe_client()
+                withdrawals.claim(conn, name, 7)  # small batches, so the runs interleave
+                withdrawals.claim(conn, name, 1000)
+                withdrawals.pay(conn, client, timedelta(hours=23))
+                withdrawals.settle(conn, client, timedelta(days=10))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_run, args=(f"run-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    claimed_by = Counter(r[0] for r in book.query("SELECT claimed_by_run FROM investment.withdrawal_requests"))
+    assert sum(claimed_by.values()) == len(ids)
+    assert {requests(book)[r]["status"] for r in ids} == {"completed"}
+    assert len(stripe.payouts()) == len(ids)
+    assert_books_balance(book, stripe, initial)
+
+
+# --- the ML engine outbox -----------------------------------------------------------------------------
+def test_engine_outage_leaves_withdrawals_alone_and_delivers_later(desk, engine):
+    book, stripe, initial = desk
+    engine.faults(down=True)
+    request_id = add_request(book, accounts_by_currency(book)["usd"][0], "10.00")
+    dag_run = run()
+    assert str(dag_run.state) == "success"
+    assert requests(book)[request_id]["status"] == "completed"
+    summary = xcom(dag_run, "summarise")
+    assert summary["steps"]["deliver_notifications"]["notifications_pending"] == 1
+    assert engine.stats()["notifications"] == []
+    engine.faults()
+    assert str(run().state) == "success"
+    assert [n["withdrawal_request_id"] for n in engine.stats()["notifications"]] == [request_id]
+    assert book.query("SELECT status FROM investment.withdrawal_notifications")[0][0] == "delivered"
+    assert_books_balance(book, stripe, initial)
+
+
+# --- current_balance between two daily_performance runs ----------------------------------------------
+def test_current_balance_keeps_a_withdrawal_completed_between_two_daily_runs(desk):
+    """daily D, then a withdrawal during D+1, then a rerun of D: the balance keeps the withdrawal.
+    The run of D+1 takes the engine's closing for D+1, which includes it (the engine was notified)."""
+    book, stripe, _ = desk
+    day = date(2025, 12, 1)
+    assert str(run_dag("daily_performance", day).state) == "success"
+    account = accounts_by_currency(book)["usd"][0]
+    closing_d = book.query("SELECT closing_balance FROM investment.daily_performance WHERE account_id = %s "
+                           "AND date = %s", (account[0], day))[0][0]
+    assert balances(book)[account[0]] == closing_d
+    request_id = add_request(book, account, "100.00")
+    assert str(run().state) == "success"
+    with book.connect() as conn:  # it completed at 10:00 on D+1, between the two daily runs
+        conn.execute("UPDATE investment.transactions SET processed_at = %s::date + interval '34 hours' "
+                     "WHERE withdrawal_request_id = %s", (day, request_id))
+    assert balances(book)[account[0]] == closing_d - 100
+    assert str(run_dag("daily_performance", day).state) == "success"  # an operator reruns D
+    assert balances(book)[account[0]] == closing_d - 100
+    assert str(run_dag("daily_performance", day + timedelta(days=1)).state) == "success"
+    closing_next = book.query("SELECT closing_balance FROM investment.daily_performance WHERE account_id = %s "
+                              "AND date = %s", (account[0], day + timedelta(days=1)))[0][0]
+    assert balances(book)[account[0]] == closing_next
