@@ -2,8 +2,8 @@
 
 Connections come from the environment (``AIRFLOW_CONN_INVESTMENT_DB``, ``AIRFLOW_CONN_ML_ENGINE``,
 ``AIRFLOW_CONN_STRIPE_DEFAULT``; URI or JSON) when set. Otherwise this module provides them: an
-embedded PostgreSQL (pgserver) under ``.local/pg`` and the ML engine stand-in on 127.0.0.1:8701,
-both started on demand and stopped by whoever started them.
+embedded PostgreSQL (pgserver) under ``.local/pg``, the ML engine stand-in on 127.0.0.1:8701 and
+the Stripe stand-in on 127.0.0.1:12111, started on demand and stopped by whoever started them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ LOCAL = ROOT / ".local"
 PG_DIR = LOCAL / "pg"
 INVESTMENT_DBNAME = "investment"
 ENGINE_PORT = int(os.environ.get("ML_ENGINE_STANDIN_PORT", "8701"))
+STRIPE_PORT = int(os.environ.get("STRIPE_STANDIN_PORT", "12111"))
+STANDIN_STRIPE_KEY = "sk_test_local_standin"  # only the local stand-in accepts it
 DEMO_SEED = 7
 
 
@@ -150,35 +152,56 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def ml_engine(dsn: str) -> Iterator[str]:
-    """The ML engine connection: from the env, or a stand-in started here (and stopped after)."""
-    if os.environ.get("AIRFLOW_CONN_ML_ENGINE"):
-        yield os.environ["AIRFLOW_CONN_ML_ENGINE"]
+def _standin(name: str, env_var: str, url: str, conn_value: str, argv: list[str],
+             env: dict[str, str]) -> Iterator[str]:
+    """A connection from ``env_var`` when set; else a stand-in at ``url``, reused when one already
+    answers, or started here (and stopped after). Secrets go in its environment, never on ``ps``."""
+    if os.environ.get(env_var):
+        yield os.environ[env_var]
         return
-    url = f"http://127.0.0.1:{ENGINE_PORT}"
-    os.environ["AIRFLOW_CONN_ML_ENGINE"] = url
+    os.environ[env_var] = conn_value
     if _answers(f"{url}/_admin/health"):
-        say(f"using the ML engine stand-in already running at {url}")
+        say(f"using the {name} stand-in already running at {url}")
         yield url
         return
     LOCAL.mkdir(exist_ok=True)
-    log = (LOCAL / "standin-ml.log").open("a")
-    # The DSN may hold a password: hand it over in the environment, not on the command line.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "investment_jobs.ml_engine.standin", "--port", str(ENGINE_PORT),
-         "--seed", str(DEMO_SEED)],
-        env={**os.environ, "ML_STANDIN_ACCOUNTS_DSN": dsn}, stdout=log, stderr=subprocess.STDOUT)
+    log_path = LOCAL / f"standin-{name.replace(' ', '-').lower()}.log"
+    proc = subprocess.Popen([sys.executable, *argv], env={**os.environ, **env}, stdout=log_path.open("a"),
+                            stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while not _answers(f"{url}/_admin/health"):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the ML engine stand-in did not start; see {LOCAL / 'standin-ml.log'}")
+            raise SystemExit(f"the {name} stand-in did not start; see {log_path}")
         time.sleep(0.2)
-    say(f"ML engine stand-in at {url}")
+    say(f"{name} stand-in at {url}")
     try:
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def ml_engine(dsn: str) -> contextlib.AbstractContextManager[str]:
+    """The ML engine connection: from the env, or a stand-in serving the book in ``dsn``."""
+    url = f"http://127.0.0.1:{ENGINE_PORT}"
+    return _standin("ML engine", "AIRFLOW_CONN_ML_ENGINE", url, url,
+                    ["-m", "investment_jobs.ml_engine.standin", "--port", str(ENGINE_PORT), "--seed", str(DEMO_SEED)],
+                    {"ML_STANDIN_ACCOUNTS_DSN": dsn})
+
+
+def stripe_api() -> contextlib.AbstractContextManager[str]:
+    """The Stripe connection: from the env, or the Stripe stand-in with a local test key."""
+    url = f"http://127.0.0.1:{STRIPE_PORT}"
+    conn = json.dumps({"conn_type": "stripe", "host": url, "password": STANDIN_STRIPE_KEY})
+    return _standin("Stripe", "AIRFLOW_CONN_STRIPE_DEFAULT", url, conn,
+                    ["-m", "investment_jobs.stripe.standin", "--port", str(STRIPE_PORT)],
+                    {"STRIPE_STANDIN_API_KEY": STANDIN_STRIPE_KEY})
+
+
+@contextlib.contextmanager
+def stand_ins(dsn: str) -> Iterator[None]:
+    with ml_engine(dsn), stripe_api():
+        yield
 
 
 def migrate(dsn: str) -> None:
@@ -234,7 +257,7 @@ def cmd_job(args: argparse.Namespace) -> int:
     migrate(dsn)
     airflow_home("job-airflow")
     airflow("db", "migrate", quiet=True)
-    with ml_engine(dsn):
+    with stand_ins(dsn):
         say(f"running {args.dag} for {day.isoformat()} in-process (airflow dags test)")
         status = airflow("dags", "test", args.dag, day.isoformat(), check=False)
     say(f"{args.dag} {day.isoformat()}: {'success' if status == 0 else 'FAILED'}")
@@ -268,7 +291,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     migrate(dsn)
     seed_main(["--dsn", dsn, "--accounts", str(args.accounts), "--seed", str(DEMO_SEED),
                "--first-open", (first - timedelta(days=240)).isoformat(),
-               "--last-open", (first + timedelta(days=10)).isoformat()])
+               "--last-open", (first + timedelta(days=10)).isoformat(), "--withdrawals", "40"])
 
     home = airflow_home("demo-airflow")
     meta = embedded_postgres().ensure_database("airflow_meta")
@@ -283,7 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("TASK_RETRY_DELAY_SECONDS", "10")
     airflow("db", "migrate", quiet=True)
 
-    with ml_engine(dsn):
+    with stand_ins(dsn):
         say(f"starting Airflow (scheduler, DAG processor, API server) at http://localhost:{args.port}")
         log = (LOCAL / "demo-airflow.log").open("a")
         proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"],
@@ -298,6 +321,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("daily_performance was not parsed; see .local/demo-airflow.log")
                 time.sleep(2)
+            load_pools()
+            airflow("dags", "unpause", "withdrawal_processing", check=False, quiet=True)
+            say("withdrawal_processing is on: it pays the demo's approved requests through the Stripe stand-in")
             say(f"backfilling daily_performance for {first:%Y-%m} ({first} .. {last})")
             airflow("backfill", "create", "--dag-id", "daily_performance",
                     "--from-date", first.isoformat(), "--to-date", (last + timedelta(days=1)).isoformat(),
@@ -315,6 +341,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
     return 0
+
+
+def load_pools(settings: Path = ROOT / "airflow_settings.yaml") -> list[str]:
+    """The pools of airflow_settings.yaml (the Astro CLI's file), so the demo runs as deployed."""
+    import yaml
+
+    pools = (yaml.safe_load(settings.read_text()).get("airflow") or {}).get("pools") or []
+    for pool in pools:
+        airflow("pools", "set", pool["pool_name"], str(pool["pool_slot"]), pool.get("pool_description", ""),
+                quiet=True)
+    return [p["pool_name"] for p in pools]
 
 
 def demo_password(home: Path) -> str:

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--first-open", type=date.fromisoformat, default=date(2025, 6, 1))
     parser.add_argument("--last-open", type=date.fromisoformat, required=True)
+    parser.add_argument("--withdrawals", type=int, default=0, help="approved withdrawal requests to add")
     args = parser.parse_args(argv)
     with psycopg.connect(args.dsn) as conn:
         if conn.execute("SELECT count(*) FROM investment.accounts").fetchone()[0]:
@@ -142,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         book = plan_book(args.accounts, args.seed, args.first_open, args.last_open)
         seed_book(conn, book, args.seed)
-    print(f"seeded {len(PRODUCTS)} products and {len(book)} accounts")
+        if args.withdrawals:
+            seed_withdrawals(conn, book, args.seed, args.withdrawals, bank_transfer_share=0.1)
+    print(f"seeded {len(PRODUCTS)} products, {len(book)} accounts and {args.withdrawals} approved withdrawals")
     return 0
 
 
