@@ -249,6 +249,90 @@ def bench_cleanup(server) -> dict:  # noqa: ANN001
     return result
 
 
+STRIPE_PORT = 12191
+STRIPE_KEY = "sk_test_bench"
+
+
+def bench_withdrawals(server, requests_count: int = 1000) -> dict:  # noqa: ANN001
+    """withdrawal_processing paying ``requests_count`` approved requests through the Stripe stand-in
+    (its own process), beside the original's pattern (per request: read the account, create the
+    payout without a key, then write) over the same requests on a copy of the database."""
+    import psycopg
+    from investment_jobs.demo.seed import seed_withdrawals
+
+    dsn, book = prepare_book(server, "ij_bench_withdrawals", 1_000)
+    with psycopg.connect(dsn) as conn:
+        seed_withdrawals(conn, book, SEED, requests_count)
+        # Pending until the warm-up run is over; the timed run pays them.
+        conn.execute("UPDATE investment.withdrawal_requests SET status = 'pending'")
+        conn.commit()
+    base_dsn = server.fresh_database("ij_bench_withdrawals_base", template="ij_bench_withdrawals")
+    stripe_env = {"STRIPE_STANDIN_API_KEY": STRIPE_KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "investment_jobs.stripe.standin", "--port", str(STRIPE_PORT)],
+                            env={**os.environ, **stripe_env}, stdout=(WORK / "stripe.log").open("w"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{STRIPE_PORT}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/_admin/health", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        conn_json = json.dumps({"conn_type": "stripe", "host": url, "password": STRIPE_KEY})
+        os.environ["AIRFLOW_CONN_STRIPE_DEFAULT"] = conn_json
+        os.environ["BENCH_BETWEEN_SQL"] = "UPDATE investment.withdrawal_requests SET status = 'approved'"
+        try:
+            result = run_dag(dsn, date(2026, 1, 5), date(2026, 1, 5), dag_id="withdrawal_processing")
+        finally:
+            os.environ.pop("BENCH_BETWEEN_SQL")
+        with psycopg.connect(dsn) as conn:
+            result["completed"] = conn.execute(
+                "SELECT count(*) FROM investment.withdrawal_requests WHERE status = 'completed'").fetchone()[0]
+        result["requests"] = requests_count
+        result["requests_per_s"] = round(result["completed"] / result["job_seconds"], 1)
+        urllib.request.urlopen(urllib.request.Request(f"{url}/_admin/reset", data=b"{}", method="POST")).close()
+        result["baseline"] = withdrawals_baseline(base_dsn, url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        os.environ.pop("AIRFLOW_CONN_STRIPE_DEFAULT", None)
+        server.drop_database("ij_bench_withdrawals_base")
+    return result
+
+
+def withdrawals_baseline(dsn: str, url: str) -> dict:
+    """The original's loop (section 3.4), as fast as it goes: not safe, only a yardstick."""
+    import psycopg
+    from stripe import StripeClient
+
+    client = StripeClient(STRIPE_KEY, base_addresses={"api": url})
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.perf_counter()
+        requests_ = conn.execute(
+            "SELECT id, account_id, amount, destination_details FROM investment.withdrawal_requests").fetchall()
+        for request_id, account_id, amount, details in requests_:
+            balance, total, user_id = conn.execute(
+                "SELECT current_balance, total_withdrawn, user_id FROM investment.accounts WHERE id = %s",
+                (account_id,)).fetchone()
+            payout = client.v1.payouts.create(params={
+                "amount": int(amount * 100), "currency": "usd", "destination": details["bank_account_id"],
+                "metadata": {"withdrawal_request_id": str(request_id)}})
+            conn.execute("UPDATE investment.accounts SET current_balance = %s, total_withdrawn = %s WHERE id = %s",
+                         (balance - amount, total + amount, account_id))
+            tx = conn.execute(
+                """INSERT INTO investment.transactions (account_id, user_id, type, amount, balance_before,
+                       balance_after, withdrawal_request_id, withdrawal_method, withdrawal_destination_id,
+                       status, processed_at)
+                   VALUES (%s, %s, 'withdrawal', %s, %s, %s, %s, 'stripe_payout', %s, 'completed', now())
+                   RETURNING id""",
+                (account_id, user_id, amount, balance, balance - amount, request_id, payout.id)).fetchone()[0]
+            conn.execute("UPDATE investment.withdrawal_requests SET status = 'completed', processed_at = now(), "
+                         "transaction_id = %s WHERE id = %s", (tx, request_id))
+        seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 3), "requests_per_s": round(len(requests_) / seconds, 1)}
+
+
 def dag_parse_seconds() -> float:
     code = ("import time; from airflow.dag_processing.dagbag import DagBag; t = time.perf_counter(); "
             f"b = DagBag(dag_folder={str(ROOT / 'dags')!r}); "
@@ -304,11 +388,14 @@ def main() -> int:
         log("data_cleanup: 1M transactions, 10% old failed ones")
         cleanup_result = bench_cleanup(server)
         log(f"cleanup: {json.dumps(cleanup_result)}")
+        log("withdrawal_processing: 1,000 approved requests through the Stripe stand-in")
+        withdrawal_result = bench_withdrawals(server)
+        log(f"withdrawals: {json.dumps(withdrawal_result)}")
         parse = dag_parse_seconds()
     finally:
         engine.stop()
         for name in ("ij_bench_10000", "ij_bench_100000", "ij_bench_baseline", "ij_bench_floor",
-                     "ij_bench_monthly", "ij_bench_cleanup"):
+                     "ij_bench_monthly", "ij_bench_cleanup", "ij_bench_withdrawals"):
             server.drop_database(name)
 
     daily = {
@@ -324,6 +411,7 @@ def main() -> int:
     results["daily_performance"] = daily
     results["monthly_distribution"] = {"100000": monthly_result}
     results["data_cleanup"] = {"1000000": cleanup_result}
+    results["withdrawal_processing"] = {"1000": withdrawal_result}
     results["dag_parse_seconds"] = parse
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "postgres": server.host}
@@ -335,6 +423,7 @@ def main() -> int:
 
 def write_markdown(results: dict) -> None:
     d = results["daily_performance"]
+    w = results["withdrawal_processing"]["1000"]
     small, big = d["10000"], d["100000"]
     tasks = sorted(big["tasks"])
     task_rows = "\n".join(f"| {t} | {small['tasks'].get(t, 0):.2f} | {big['tasks'].get(t, 0):.2f} |"
@@ -407,6 +496,24 @@ The delete step as the DAG's task runs it (without Airflow around it), batches o
 | time (s) | {results['data_cleanup']['1000000']['seconds']:.2f} |
 | batches | {results['data_cleanup']['1000000']['batches']} |
 | longest single batch, the longest any lock is held (ms) | {results['data_cleanup']['1000000']['longest_batch_ms']:.0f} |
+
+## withdrawal_processing — 1,000 approved requests through the Stripe stand-in
+
+The Stripe stand-in runs as its own process on loopback; every payout is a real HTTP call with
+its idempotency key, and every request's state is committed before and after its call. Beside it,
+the original's loop (read the account, create the payout without a key, then write the account,
+the transaction and the request; not crash-safe) over the same requests on a copy of the database.
+
+| | figure |
+|---|---:|
+| requests completed | {w['completed']:,} of {w['requests']:,} |
+| job time (s) | {w['job_seconds']:.2f} |
+| end-to-end wall (s) | {w['wall_seconds']:.2f} |
+| requests / s | {w['requests_per_s']:,.0f} |
+| the original's loop (s; requests / s) | {w['baseline']['seconds']:.2f}; {w['baseline']['requests_per_s']:,.0f} |
+| peak RSS (MiB) | {w['peak_rss_mb']:.0f} |
+
+Per task (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(w['tasks'].items()))}.
 
 ## DAG parsing
 

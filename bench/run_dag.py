@@ -2,7 +2,8 @@
 
 ``python -m bench.run_dag <dag_id> <warm-up date> <timed date>``: the warm-up date runs first,
 untimed, so that Airflow's one-time in-process start-up (its execution API app, provider
-imports) is not counted against the job; then the timed date. Used by bench.run in a fresh
+imports) is not counted against the job; then the timed date. ``BENCH_BETWEEN_SQL``, when set, runs
+against the investment database between the two. Used by bench.run in a fresh
 subprocess per measurement, so that peak RSS is this process's alone. Prints one JSON line about
 the timed run: job_seconds (first task start to last task end, from the task instances),
 wall_seconds, per-task seconds, peak_rss_mb, state.
@@ -11,6 +12,7 @@ wall_seconds, per-task seconds, peak_rss_mb, state.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -29,6 +31,12 @@ def main() -> int:
     if str(warm.state) != "success":
         print(json.dumps({"state": f"warm-up run {warm_up} {warm.state}"}))
         return 1
+    between = os.environ.get("BENCH_BETWEEN_SQL")
+    if between:  # e.g. approve the withdrawal requests that the timed run should pay
+        import psycopg
+
+        with psycopg.connect(os.environ["AIRFLOW_CONN_INVESTMENT_DB"]) as conn:
+            conn.execute(between)
     started = time.perf_counter()
     dag_run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC))
     wall = time.perf_counter() - started

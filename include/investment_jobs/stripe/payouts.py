@@ -106,7 +106,8 @@ def classify_error(exc: Exception) -> ErrorVerdict:
     import stripe
 
     status = getattr(exc, "http_status", None)
-    code = getattr(exc, "code", None) or ""
+    error_object = getattr(exc, "error", None)
+    code = getattr(exc, "code", None) or getattr(error_object, "code", None) or ""
     message = (getattr(exc, "user_message", None) or type(exc).__name__)[:500]
     if isinstance(exc, stripe.IdempotencyError):
         if status == 409 or code == "idempotency_key_in_use":
