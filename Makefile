@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
 DEVENV := $(PY) -m investment_jobs.devenv
 
-.PHONY: venv test test-unit lint demo job migrate bench lock clean
+.PHONY: venv test test-unit lint demo job jobs-on jobs-off migrate bench lock clean
 
 venv: $(STAMP)
 
@@ -36,10 +36,16 @@ job: venv  ## make job DAG=daily_performance DATE=2026-01-05
 	@if [ -z "$(DAG)" ] || [ -z "$(DATE)" ]; then echo "usage: make job DAG=<dag id> DATE=<YYYY-MM-DD>" >&2; exit 2; fi
 	$(DEVENV) job --dag "$(DAG)" --date "$(DATE)"
 
+jobs-on: venv  ## unpause all five DAGs (the Airflow of AIRFLOW_HOME, else the demo's)
+	$(DEVENV) jobs on
+
+jobs-off: venv  ## pause all five DAGs: no new runs start; running ones finish
+	$(DEVENV) jobs off
+
 demo: venv  ## seed a book, backfill last month, serve the UI on http://localhost:8080
 	$(DEVENV) demo
 
-bench: venv  ## measure daily_performance at 10k/100k accounts against baseline and floor
+bench: venv  ## measure every job (daily 10k/100k vs baseline and floor, monthly, cleanup, 1,000 payouts)
 	$(PY) -m bench.run
 
 lock:  ## re-freeze constraints.txt from the current virtualenv

@@ -54,9 +54,11 @@ def daily_performance() -> None:
         A setup task: it creates the run's staging tables, which the teardown drops; when it
         fails (e.g. D has not ended), there is nothing to drop and the teardown is skipped.
         """
-        from investment_jobs.dag_support import business_date_from_context
+        from investment_jobs.dag_support import business_date_from_context, job_started
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs.daily import snapshot_active_accounts, staging_for
+
+        job_started(context)
 
         now = pendulum.now("UTC")  # clock-ok: only to refuse a day that has not ended
         business_date = business_date_from_context(context, now)
@@ -97,14 +99,14 @@ def daily_performance() -> None:
         return run_step(daily.update_account_snapshots, ref, config.cron_timezone())
 
     @task
-    def summarise(ref: dict, pulled: dict, computed: dict, persisted: dict, updated: dict) -> dict:
+    def summarise(ref: dict, pulled: dict, computed: dict, persisted: dict, updated: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE."""
         from investment_jobs.dag_support import report, run_step
         from investment_jobs.jobs import daily
 
         counts = {"active_accounts": ref["active_accounts"], **pulled, **computed, **persisted, **updated}
         summary = run_step(daily.summarise, ref, counts, config.daily_reject_tolerance())
-        return report(summary, ref["started_at"], daily.check_tolerance, daily.RejectsOverTolerance)
+        return report(summary, ref["started_at"], daily.check_tolerance, daily.RejectsOverTolerance, context)
 
     @teardown
     def drop_staging(ref: dict) -> None:

@@ -32,9 +32,11 @@ DAG_ID = "data_cleanup"
 def data_cleanup() -> None:
     @task
     def delete_failed_transactions(**context) -> dict:
-        from investment_jobs.dag_support import run_date_from_context
+        from investment_jobs.dag_support import job_started, run_date_from_context
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs import cleanup
+
+        job_started(context)
 
         day = run_date_from_context(context)
         with connect() as conn:
@@ -56,13 +58,14 @@ def data_cleanup() -> None:
 
     @task
     def summarise(deleted: dict, archived: dict, **context) -> dict:
-        from investment_jobs.dag_support import log_summary
+        from investment_jobs.dag_support import job_finished, log_summary
 
         summary = {"job_name": "data_cleanup", "business_date": deleted["business_date"],
                    "dry_run": bool(context["params"]["dry_run"]),
                    "transactions": {k: v for k, v in deleted.items() if k != "business_date"},
                    "accounts": archived}
         log_summary(summary)
+        job_finished(context, summary, success=True)
         return summary
 
     deleted = delete_failed_transactions()

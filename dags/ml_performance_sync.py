@@ -35,11 +35,12 @@ DAG_ID = "ml_performance_sync"
 def ml_performance_sync() -> None:
     @task
     def sync_agent_snapshots(**context) -> dict:
-        from investment_jobs.dag_support import run_date_from_context
+        from investment_jobs.dag_support import job_started, run_date_from_context
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs.sync import sync_agents
         from investment_jobs.ml_engine.client import MLEngineClient
 
+        job_started(context)
         day = run_date_from_context(context)
         with connect() as conn, MLEngineClient() as client:
             return {"business_date": day.isoformat(), **sync_agents(conn, client, day, context["run_id"])}
@@ -62,7 +63,7 @@ def ml_performance_sync() -> None:
     def summarise(synced: dict, reconciled: dict, **context) -> dict:
         from datetime import date
 
-        from investment_jobs.dag_support import log, log_summary
+        from investment_jobs.dag_support import job_finished, log, log_summary
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs.sync import summarise as summarise_run
 
@@ -77,6 +78,7 @@ def ml_performance_sync() -> None:
             log.warning("%d difference(s) between the ML engine and the stored daily_performance rows; "
                         "see investment.performance_discrepancies", summary["discrepancy_count"])
         rejected = summary["agents_rejected"] + summary["accounts_rejected"]
+        job_finished(context, summary, success=rejected <= config.sync_reject_tolerance())
         if rejected > config.sync_reject_tolerance():
             from airflow.sdk.exceptions import AirflowFailException
 

@@ -54,11 +54,12 @@ def monthly_distribution() -> None:
     @setup
     def assess_accounts(**context) -> dict:
         """Resolve P from the run; decide each active account's outcome (setup: creates staging)."""
-        from investment_jobs.dag_support import business_period_from_context
+        from investment_jobs.dag_support import business_period_from_context, job_started
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs.monthly import assess_accounts as assess
         from investment_jobs.jobs.monthly import staging_for
 
+        job_started(context)
         now = pendulum.now("UTC")  # clock-ok: only to refuse a month that has not ended
         period = business_period_from_context(context, now)
         staging = staging_for(period, context["run_id"])
@@ -81,13 +82,13 @@ def monthly_distribution() -> None:
         return run_step(monthly.distribute, ref)
 
     @task
-    def summarise(ref: dict, written: dict) -> dict:
+    def summarise(ref: dict, written: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails when accounts need an operator."""
         from investment_jobs.dag_support import report, run_step
         from investment_jobs.jobs import monthly
 
         summary = run_step(monthly.summarise, ref, {**ref["outcomes"], **written})
-        return report(summary, ref["started_at"], monthly.check_complete, monthly.DistributionIncomplete)
+        return report(summary, ref["started_at"], monthly.check_complete, monthly.DistributionIncomplete, context)
 
     @teardown
     def drop_staging(ref: dict) -> None:

@@ -63,8 +63,11 @@ def withdrawal_processing() -> None:
         """Approved → processing (amount reserved) or rejected, in one short transaction."""
         import pendulum
         from investment_jobs import config
+        from investment_jobs.dag_support import job_started
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs.withdrawals import claim as claim_requests
+
+        job_started(context)
 
         started_at = pendulum.now("UTC").isoformat()  # clock-ok: the summary's duration only
         with connect() as conn:
@@ -135,7 +138,7 @@ def withdrawal_processing() -> None:
         with connect() as conn:
             summary.update(book_state(conn))
         started_at = claimed.get("started_at") or context["dag_run"].start_date.isoformat()
-        return report(summary, started_at, check_outcome, WithdrawalsNeedOperator)
+        return report(summary, started_at, check_outcome, WithdrawalsNeedOperator, context)
 
     claimed = claim()
     settled = settle(claimed)

@@ -53,9 +53,12 @@ def dag_settings(dag_id: str) -> dict[str, Any]:
 
 
 def default_args() -> dict[str, Any]:
+    from investment_jobs.alerts import JobFailureNotifier
+
     policy = config.task_retry_policy()
     return {
         "owner": OWNER,
+        "on_failure_callback": JobFailureNotifier(),
         "retries": policy.retries,
         "retry_delay": policy.retry_delay,
         "retry_exponential_backoff": 2.0,
@@ -103,6 +106,44 @@ def log_summary(summary: dict[str, Any]) -> None:
     log.info("%s", json.dumps(summary, sort_keys=True, default=str))
 
 
+def _headline(summary: dict[str, Any]) -> tuple[Any, int]:
+    """processed and error counts of a summary, per job (the original's log fields)."""
+    job = summary.get("job_name")
+    if job == "daily_performance":
+        return summary.get("processed"), int(summary.get("rejected_count") or 0)
+    if job == "monthly_distribution":
+        written = summary.get("written_this_run") or {}
+        return (written.get("distributed", 0) + written.get("no_profit", 0),
+                int(summary.get("held_back_count") or 0) + int(summary.get("drift_count") or 0))
+    if job == "withdrawal_processing":
+        return (summary.get("claimed", 0) + summary.get("completed", 0),
+                summary.get("rejected", 0) + summary.get("failed", 0) + summary.get("needs_operator", 0))
+    if job == "ml_performance_sync":
+        return (summary.get("agents_received", 0) + summary.get("accounts_received", 0),
+                int(summary.get("agents_rejected") or 0) + int(summary.get("accounts_rejected") or 0))
+    if job == "data_cleanup":
+        return ((summary.get("transactions") or {}).get("deleted", 0) + (summary.get("accounts") or {}).get(
+            "archived", 0), 0)
+    return None, 0
+
+
+def job_started(context: Any) -> None:
+    """The run's first JSON line: which job, for which date or period, how it was triggered."""
+    from investment_jobs.alerts import run_identity
+
+    log.info("%s", json.dumps({"event": "job_started", **run_identity(context)}, sort_keys=True, default=str))
+
+
+def job_finished(context: Any, summary: dict[str, Any], success: bool) -> None:
+    """The run's last JSON line (a failed run's is the failure callback's ``job_failed``)."""
+    from investment_jobs.alerts import run_identity
+
+    processed, errors = _headline(summary)
+    log.info("%s", json.dumps({"event": "job_finished", **run_identity(context),
+                               "duration_ms": summary.get("duration_ms"), "processed": processed,
+                               "errors": errors, "success": success}, sort_keys=True, default=str))
+
+
 def run_step(step: Callable[..., Any], ref: dict[str, Any], *args: Any) -> Any:
     """Call one job step on a fresh investment_db connection and the run's staging tables."""
     from investment_jobs.db.connect import connect
@@ -113,9 +154,9 @@ def run_step(step: Callable[..., Any], ref: dict[str, Any], *args: Any) -> Any:
 
 
 def report(summary: dict[str, Any], started_at: str, check: Callable[[dict[str, Any]], None],
-           needs_operator: type[Exception]) -> dict[str, Any]:
-    """Finish a run's summary: duration, one JSON log line, then fail (no retry) when ``check``
-    says an operator must act; retrying would not change the answer."""
+           needs_operator: type[Exception], context: Any | None = None) -> dict[str, Any]:
+    """Finish a run's summary: duration, one JSON log line, the job_finished line, then fail (no
+    retry) when ``check`` says an operator must act; retrying would not change the answer."""
     import pendulum
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -125,5 +166,9 @@ def report(summary: dict[str, Any], started_at: str, check: Callable[[dict[str, 
     try:
         check(summary)
     except needs_operator as exc:
+        if context is not None:
+            job_finished(context, summary, success=False)
         raise AirflowFailException(str(exc)) from None
+    if context is not None:
+        job_finished(context, summary, success=True)
     return summary

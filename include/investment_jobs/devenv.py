@@ -264,6 +264,34 @@ def cmd_job(args: argparse.Namespace) -> int:
     return 0 if status == 0 else 1
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """Turn all five jobs on (unpause) or off (pause): the original's JobManager start/stop.
+
+    Acts on the Airflow of ``AIRFLOW_HOME`` when it is set (a deployment), otherwise on the demo's.
+    """
+    if not os.environ.get("AIRFLOW_HOME"):
+        demo_airflow_env(airflow_home("demo-airflow"))
+    verb = "unpause" if args.state == "on" else "pause"
+    failed = [dag_id for dag_id in config.SCHEDULES if airflow("dags", verb, dag_id, check=False, quiet=True)]
+    for dag_id in config.SCHEDULES:
+        if dag_id not in failed:
+            say(f"{dag_id}: {'on' if verb == 'unpause' else 'off'}")
+    if failed:
+        print(f"error: could not {verb} {', '.join(failed)} (has the DAG processor parsed them? "
+              "`airflow dags list` shows what Airflow knows)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def demo_airflow_env(home: Path) -> Path:
+    """The demo's Airflow settings: metadata in the embedded PostgreSQL, local executor."""
+    meta = embedded_postgres().ensure_database("airflow_meta")
+    os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                          meta.replace("postgresql://", "postgresql+psycopg://", 1))
+    os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    return home
+
+
 def last_complete_month(today: date) -> tuple[date, date]:
     last_day = today.replace(day=1) - timedelta(days=1)
     return last_day.replace(day=1), last_day
@@ -293,11 +321,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                "--first-open", (first - timedelta(days=240)).isoformat(),
                "--last-open", (first + timedelta(days=10)).isoformat(), "--withdrawals", "40"])
 
-    home = airflow_home("demo-airflow")
-    meta = embedded_postgres().ensure_database("airflow_meta")
-    os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                          meta.replace("postgresql://", "postgresql+psycopg://", 1))
-    os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    home = demo_airflow_env(airflow_home("demo-airflow"))
     os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
     os.environ.setdefault("AIRFLOW__API__PORT", str(args.port))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
@@ -372,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     job.add_argument("--dag", required=True)
     job.add_argument("--date", required=True)
     job.set_defaults(func=cmd_job)
+    jobs = sub.add_parser("jobs", help="turn all five jobs on (unpause) or off (pause)")
+    jobs.add_argument("state", choices=("on", "off"))
+    jobs.set_defaults(func=cmd_jobs)
     demo = sub.add_parser("demo", help="seed a book, backfill a month, serve the Airflow UI")
     demo.add_argument("--accounts", type=int, default=300)
     demo.add_argument("--port", type=int, default=8080)

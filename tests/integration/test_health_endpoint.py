@@ -81,3 +81,28 @@ def test_health_is_200_when_money_jobs_are_on_time_and_503_when_one_fails(
     assert status == 503
     assert body["unhealthy_money_jobs"] == ["daily_performance"]
     assert body["jobs"]["daily_performance"]["status"] == "failed"
+
+
+def _paused(dag_ids: set[str]) -> dict[str, bool]:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return {m.dag_id: bool(m.is_paused) for m in session.scalars(select(DagModel).where(DagModel.dag_id.in_(dag_ids)))}
+
+
+def test_jobs_on_and_off_unpause_and_pause_all_five(airflow_db) -> None:  # noqa: ANN001
+    """`make jobs-on` / `make jobs-off`: the original's JobManager start and stop."""
+    from investment_jobs import config
+
+    airflow = os.path.join(os.path.dirname(PYTHON), "airflow")
+    subprocess.run([airflow, "dags", "reserialize"], check=True, capture_output=True, timeout=300)
+    dag_ids = set(config.SCHEDULES)
+    for state, paused in (("on", False), ("off", True)):
+        done = subprocess.run([PYTHON, "-m", "investment_jobs.devenv", "jobs", state], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert _paused(dag_ids) == dict.fromkeys(dag_ids, paused)
+        for dag_id in dag_ids:
+            assert f"{dag_id}: {state}" in done.stdout
