@@ -515,6 +515,12 @@ the transaction and the request; not crash-safe) over the same requests on a cop
 
 Per task (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(w['tasks'].items()))}.
 
+The job is slower than the original's loop by design, not by accident: each payout commits its
+attempt before the call and its payout id after it, under a per-request advisory lock, so a crash
+at any point is finished by the next run without a second payout; and the ML engine's
+notifications are delivered from the outbox by a task of their own (`deliver_notifications`),
+which the original fired and forgot inside its loop.
+
 ## DAG parsing
 
 Parsing every DAG file in `dags/` (DagBag fill, Airflow already imported): {results['dag_parse_seconds']:.3f} s.

@@ -143,15 +143,21 @@ def _start_server(module: str, port: int, log: Path, env: dict[str, str] | None 
     raise RuntimeError(f"{module} did not start on port {port}")
 
 
-@pytest.fixture(scope="session")
-def engine_server() -> Iterator[EngineStandIn]:
+def _serve(module: str, name: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A stand-in server for the session, on a free port; yields its base URL."""
     port = _free_port()
-    log = ROOT / ".local" / f"standin-ml-{WORKER}.log"
+    log = ROOT / ".local" / f"standin-{name}-{WORKER}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = _start_server("investment_jobs.ml_engine.standin", port, log)
-    yield EngineStandIn(f"http://127.0.0.1:{port}")
+    proc = _start_server(module, port, log, env)
+    yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def engine_server() -> Iterator[EngineStandIn]:
+    for url in _serve("investment_jobs.ml_engine.standin", "ml"):
+        yield EngineStandIn(url)
 
 
 @pytest.fixture
@@ -187,13 +193,8 @@ class StripeStandIn(EngineStandIn):
 
 @pytest.fixture(scope="session")
 def stripe_server() -> Iterator[StripeStandIn]:
-    port = _free_port()
-    log = ROOT / ".local" / f"standin-stripe-{WORKER}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    proc = _start_server("investment_jobs.stripe.standin", port, log, {"STRIPE_STANDIN_API_KEY": STRIPE_TEST_KEY})
-    yield StripeStandIn(f"http://127.0.0.1:{port}")
-    proc.terminate()
-    proc.wait(timeout=10)
+    for url in _serve("investment_jobs.stripe.standin", "stripe", {"STRIPE_STANDIN_API_KEY": STRIPE_TEST_KEY}):
+        yield StripeStandIn(url)
 
 
 @pytest.fixture

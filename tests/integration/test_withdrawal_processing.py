@@ -562,3 +562,30 @@ def test_current_balance_keeps_a_withdrawal_completed_between_two_daily_runs(des
     closing_next = book.query("SELECT closing_balance FROM investment.daily_performance WHERE account_id = %s "
                               "AND date = %s", (account[0], day + timedelta(days=1)))[0][0]
     assert balances(book)[account[0]] == closing_next
+
+
+def test_a_balance_lowered_after_the_claim_never_goes_below_zero(desk):
+    """daily_performance lowers the balance (a loss) after the claim and before Stripe says paid:
+    the payout is not completed into a negative balance; an operator is asked, and once the
+    balance covers it again the next run completes it, once."""
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs import withdrawals
+
+    book, stripe, initial = desk
+    account = accounts_by_currency(book)["usd"][0]
+    request_id = add_request(book, account, "80.00")
+    with connect() as conn:
+        withdrawals.claim(conn, "run-1", 100)
+    with book.connect() as conn:  # what a daily run with a bad day would do meanwhile
+        conn.execute("UPDATE investment.accounts SET current_balance = 50 WHERE id = %s", (account[0],))
+    dag_run = run()
+    assert str(dag_run.state) == "failed"
+    state = requests(book)[request_id]
+    assert state["status"] == "processing" and "no longer covers" in state["needs_operator"]
+    assert balances(book)[account[0]] == Decimal("50") and len(stripe.payouts()) == 1
+    with book.connect() as conn:  # the operator reconciles the balance and clears the flag
+        conn.execute("UPDATE investment.accounts SET current_balance = 120 WHERE id = %s", (account[0],))
+        conn.execute("UPDATE investment.withdrawal_requests SET needs_operator = NULL WHERE id = %s", (request_id,))
+    assert str(run().state) == "success"
+    assert requests(book)[request_id]["status"] == "completed"
+    assert balances(book)[account[0]] == Decimal("40.00") and len(stripe.payouts()) == 1
