@@ -90,10 +90,9 @@ class StripeState:
         self.available: dict[str, int] = {}
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
-        self.clock_offset = 0  # seconds added to time.time(), to age payouts in tests
 
     def now(self) -> int:
-        return int(time.time()) + self.clock_offset  # clock-ok: the stand-in's own clock
+        return int(time.time())  # clock-ok: the stand-in's own clock, as Stripe's
 
     def balance_of(self, currency: str) -> int:
         return self.available.setdefault(currency, DEFAULT_BALANCE)
@@ -356,9 +355,6 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_admin/balance":
                 state.available.update({c.lower(): int(v) for c, v in body.items()})
                 return self._send(200, dict(state.available))
-            if path == "/_admin/clock":
-                state.clock_offset = int(body.get("offset_seconds", 0))
-                return self._send(200, {"now": state.now()})
             if path == "/_admin/forget_keys":  # Stripe's 24 h key window has passed
                 state.keys.clear()
                 return self._send(200, {"ok": True})
