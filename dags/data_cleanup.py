@@ -63,7 +63,8 @@ def data_cleanup() -> None:
         summary = {"job_name": "data_cleanup", "business_date": deleted["business_date"],
                    "dry_run": bool(context["params"]["dry_run"]),
                    "transactions": {k: v for k, v in deleted.items() if k != "business_date"},
-                   "accounts": archived}
+                   "accounts": archived,
+                   "processed": deleted.get("deleted", 0) + archived.get("archived", 0), "error_count": 0}
         log_summary(summary)
         job_finished(context, summary, success=True)
         return summary

@@ -137,6 +137,8 @@ def withdrawal_processing() -> None:
                          **outcomes(results), "steps": results}
         with connect() as conn:
             summary.update(book_state(conn))
+        summary["processed"] = summary["claimed"] + summary["completed"]
+        summary["error_count"] = summary["rejected"] + summary["failed"] + summary["needs_operator"]
         started_at = claimed.get("started_at") or context["dag_run"].start_date.isoformat()
         return report(summary, started_at, check_outcome, WithdrawalsNeedOperator, context)
 

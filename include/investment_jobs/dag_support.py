@@ -106,27 +106,6 @@ def log_summary(summary: dict[str, Any]) -> None:
     log.info("%s", json.dumps(summary, sort_keys=True, default=str))
 
 
-def _headline(summary: dict[str, Any]) -> tuple[Any, int]:
-    """processed and error counts of a summary, per job (the original's log fields)."""
-    job = summary.get("job_name")
-    if job == "daily_performance":
-        return summary.get("processed"), int(summary.get("rejected_count") or 0)
-    if job == "monthly_distribution":
-        written = summary.get("written_this_run") or {}
-        return (written.get("distributed", 0) + written.get("no_profit", 0),
-                int(summary.get("held_back_count") or 0) + int(summary.get("drift_count") or 0))
-    if job == "withdrawal_processing":
-        return (summary.get("claimed", 0) + summary.get("completed", 0),
-                summary.get("rejected", 0) + summary.get("failed", 0) + summary.get("needs_operator", 0))
-    if job == "ml_performance_sync":
-        return (summary.get("agents_received", 0) + summary.get("accounts_received", 0),
-                int(summary.get("agents_rejected") or 0) + int(summary.get("accounts_rejected") or 0))
-    if job == "data_cleanup":
-        return ((summary.get("transactions") or {}).get("deleted", 0) + (summary.get("accounts") or {}).get(
-            "archived", 0), 0)
-    return None, 0
-
-
 def job_started(context: Any) -> None:
     """The run's first JSON line: which job, for which date or period, how it was triggered."""
     from investment_jobs.alerts import run_identity
@@ -135,13 +114,14 @@ def job_started(context: Any) -> None:
 
 
 def job_finished(context: Any, summary: dict[str, Any], success: bool) -> None:
-    """The run's last JSON line (a failed run's is the failure callback's ``job_failed``)."""
+    """The run's last JSON line (a failed run's is the failure callback's ``job_failed``): every
+    job's summary says what it ``processed`` and its ``error_count``."""
     from investment_jobs.alerts import run_identity
 
-    processed, errors = _headline(summary)
     log.info("%s", json.dumps({"event": "job_finished", **run_identity(context),
-                               "duration_ms": summary.get("duration_ms"), "processed": processed,
-                               "errors": errors, "success": success}, sort_keys=True, default=str))
+                               "duration_ms": summary.get("duration_ms"), "processed": summary.get("processed"),
+                               "errors": summary.get("error_count", 0), "success": success},
+                              sort_keys=True, default=str))
 
 
 def run_step(step: Callable[..., Any], ref: dict[str, Any], *args: Any) -> Any:

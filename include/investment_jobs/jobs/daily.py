@@ -336,6 +336,7 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any], tol
         "missing_count": len(missing),
         "missing_account_ids": [m[0] for m in missing[:SUMMARY_ID_LIMIT]],
         "rejected_count": len(rejects),
+        "error_count": len(rejects),
         "rejected": [{"account_id": a, "reason": r} for a, r in rejects[:SUMMARY_ID_LIMIT]],
         "reject_tolerance": tolerance,
         "totals_by_currency": {

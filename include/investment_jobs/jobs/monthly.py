@@ -264,6 +264,8 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> 
         "held_back": [{"account_id": a, "reason": o, "missing_dates": [d.isoformat() for d in days]}
                       for a, o, days in held[:SUMMARY_ID_LIMIT]],
         "drift_count": len(drift),
+        "processed": counts.get("distributed", 0) + counts.get("no_profit", 0),
+        "error_count": len(held) + len(drift),
         "drift": [{"account_id": r[0], "differences": differences(r)} for r in drift[:SUMMARY_ID_LIMIT]],
     }
 

@@ -197,6 +197,8 @@ def summarise(conn: psycopg.Connection, run_day: date, dates: list[date], counts
         "reconciled_dates": [d.isoformat() for d in dates],
         **counts,
         "discrepancy_count": len(rows),
+        "processed": counts.get("agents_received", 0) + counts.get("accounts_received", 0),
+        "error_count": counts.get("agents_rejected", 0) + counts.get("accounts_rejected", 0),
         "discrepancies": [{"account_id": a, "date": d.isoformat(), "field": f, "stored": s, "engine": e}
                           for a, d, f, s, e in rows[:100]],
         "rejected": [{"source": s, "key": k, "reason": r} for s, k, r in rejects],

@@ -543,11 +543,11 @@ def reverse(conn: psycopg.Connection, reversals: list[tuple[str, str, str, str]]
     """A payout that failed after it was paid: the money came back, so a withdrawal_reversal
     transaction credits it once (balances chained per account) and the request ends failed."""
     with conn.transaction():
-        locked = _lock(conn, [r[0] for r in reversals], "completed")
+        locked = set(_lock(conn, [r[0] for r in reversals], "completed"))
         conn.execute("CREATE TEMP TABLE reversal_reasons (request_id uuid, payout_status text, code text,"
                      " message text) ON COMMIT DROP")
         conn.cursor().executemany("INSERT INTO reversal_reasons VALUES (%s, %s, %s, %s)",
-                                  [r for r in reversals if r[0] in set(locked)])
+                                  [r for r in reversals if r[0] in locked])
         conn.execute(
             """
             CREATE TEMP TABLE reversing ON COMMIT DROP AS
