@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
 DEVENV := $(PY) -m investment_jobs.devenv
 
-.PHONY: venv test test-unit lint demo job jobs-on jobs-off migrate bench lock clean
+.PHONY: venv chromium test test-unit lint demo job jobs-on jobs-off migrate bench lock clean
 
 venv: $(STAMP)
 
@@ -19,9 +19,20 @@ $(STAMP): constraints.txt requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
-test: venv  ## the whole suite: unit, DAG integrity, integration (real PostgreSQL + stand-ins)
+test: venv chromium  ## the whole suite: unit, DAG integrity, integration (real PostgreSQL + stand-ins), the UI in Chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# Debian's Chromium for the browser test. CI runs only `make test`, so this installs it when it is
+# missing and this is root with apt-get; otherwise (or with NO_CHROMIUM=1) that test is skipped
+# with its reason.
+chromium:
+	@if [ -n "$(NO_CHROMIUM)" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		{ apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 \
+			|| echo "could not install chromium: the browser test will be skipped"; \
+	else echo "chromium is not installed: the browser test will be skipped"; fi
 
 test-unit: venv
 	$(PY) -m pytest tests/unit tests/dags

@@ -285,9 +285,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def demo_airflow_env(home: Path) -> Path:
     """The demo's Airflow settings: metadata in the embedded PostgreSQL, local executor."""
-    meta = embedded_postgres().ensure_database("airflow_meta")
-    os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                          meta.replace("postgresql://", "postgresql+psycopg://", 1))
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        meta = embedded_postgres().ensure_database("airflow_meta")
+        os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = meta.replace("postgresql://", "postgresql+psycopg://", 1)
     os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
     return home
 
@@ -315,6 +315,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     today = datetime.now(UTC).date()  # clock-ok: the demo picks the last complete month to show
     first, last = last_complete_month(today)
+    backfill_from = max(first, last - timedelta(days=args.days - 1)) if args.days else first
     dsn = investment_dsn()
     migrate(dsn)
     seed_main(["--dsn", dsn, "--accounts", str(args.accounts), "--seed", str(DEMO_SEED),
@@ -324,6 +325,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = demo_airflow_env(airflow_home("demo-airflow"))
     os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
     os.environ.setdefault("AIRFLOW__API__PORT", str(args.port))
+    # Tasks report to the API server's execution API, and alerts link to its UI: same port.
+    os.environ.setdefault("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://localhost:{args.port}/execution/")
+    os.environ.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{args.port}/")
     os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
     os.environ.setdefault("AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL", "10")
     # The demo's backfill should not crawl: retries are still on, with short waits.
@@ -348,9 +352,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             load_pools()
             airflow("dags", "unpause", "withdrawal_processing", check=False, quiet=True)
             say("withdrawal_processing is on: it pays the demo's approved requests through the Stripe stand-in")
-            say(f"backfilling daily_performance for {first:%Y-%m} ({first} .. {last})")
+            say(f"backfilling daily_performance for {backfill_from} .. {last}")
             airflow("backfill", "create", "--dag-id", "daily_performance",
-                    "--from-date", first.isoformat(), "--to-date", (last + timedelta(days=1)).isoformat(),
+                    "--from-date", backfill_from.isoformat(), "--to-date", (last + timedelta(days=1)).isoformat(),
                     "--reprocess-behavior", "failed", check=False, quiet=True)
             say(f"Airflow UI: http://localhost:{args.port}  login: admin / {demo_password(home)}")
             say("the backfill runs one business date at a time; Ctrl-C stops everything")
@@ -402,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="seed a book, backfill a month, serve the Airflow UI")
     demo.add_argument("--accounts", type=int, default=300)
     demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--days", type=int, default=0,
+                      help="backfill only the last N days of the last complete month (default: all of it)")
     demo.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     try:

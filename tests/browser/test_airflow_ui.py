@@ -1,0 +1,117 @@
+"""The demo stack in a real browser: Debian's Chromium driven by Playwright.
+
+Starts `python -m investment_jobs.devenv demo` (the code behind `make demo`) on free ports with
+its own databases and a two-day backfill, logs in, opens `daily_performance`, checks that the
+backfilled runs are green and that the DAG's docs show, and saves the screenshots the README
+uses under docs/screenshots/. Skipped, with the reason, when Chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, ROOT, _free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+BACKFILL_DAYS = 2
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="Chromium is not installed (Debian: apt-get install chromium); the UI test needs it"),
+]
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make venv installs it)")
+
+
+@pytest.fixture(scope="module")
+def demo(pg_server, tmp_path_factory):  # noqa: ANN001, ANN201
+    """The demo stack on free ports; yields (url, admin password, metadata DSN)."""
+    import psycopg
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    investment = pg_server.fresh_database(f"ij_ui_investment_{worker}")
+    meta = pg_server.fresh_database(f"ij_ui_meta_{worker}")
+    home = tmp_path_factory.mktemp("ui-airflow")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "TASK_RETR"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_CONN_INVESTMENT_DB": investment,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta.replace("postgresql://", "postgresql+psycopg://", 1),
+        "ML_ENGINE_STANDIN_PORT": str(_free_port()),
+        "STRIPE_STANDIN_PORT": str(_free_port()),
+    })
+    log = (ROOT / ".local" / f"ui-demo-{worker}.log").open("w")
+    proc = subprocess.Popen([PYTHON, "-m", "investment_jobs.devenv", "demo", "--accounts", "30", "--port", str(port),
+                             "--days", str(BACKFILL_DAYS)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 420
+        states: list[str] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with psycopg.connect(meta) as conn:
+                    states = [r[0] for r in conn.execute(
+                        "SELECT state FROM dag_run WHERE dag_id = 'daily_performance' AND run_type = 'backfill'")]
+            except psycopg.Error:
+                states = []
+            if len(states) == BACKFILL_DAYS and all(s in ("success", "failed") for s in states):
+                break
+            time.sleep(3)
+        assert len(states) == BACKFILL_DAYS, f"the backfill did not finish: {states}; see .local/ui-demo-{worker}.log"
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        yield f"http://127.0.0.1:{port}", password, meta
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the demo's own handler stops Airflow and the stand-ins
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        pg_server.drop_database(f"ij_ui_investment_{worker}")
+        pg_server.drop_database(f"ij_ui_meta_{worker}")
+
+
+def test_an_operator_sees_the_backfilled_days_green_and_the_docs(demo) -> None:  # noqa: ANN001
+    url, password, _ = demo
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/")
+        page.locator("input[name=username]").fill("admin")
+        page.locator("input[name=password]").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{url}/")
+
+        page.goto(f"{url}/dags/daily_performance")
+        page.wait_for_load_state("networkidle")
+        playwright.expect(page.get_by_text("investment-ops")).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "daily_performance.png"))
+
+        page.goto(f"{url}/dags/daily_performance/runs")
+        page.wait_for_load_state("networkidle")
+        playwright.expect(page.get_by_text("Backfill").first).to_be_visible()
+        states = re.findall(r"\b(Success|Failed|Running|Queued|Up For Retry)\b", page.inner_text("body"))
+        assert states.count("Success") >= BACKFILL_DAYS and "Failed" not in states, states
+        page.screenshot(path=str(SCREENSHOTS / "daily_performance_runs.png"))
+
+        page.goto(f"{url}/dags/daily_performance")
+        page.get_by_role("button", name="Dag Docs").click()
+        docs = page.get_by_role("dialog")
+        playwright.expect(docs).to_contain_text("every active account's performance for ONE business date")
+        playwright.expect(docs).to_contain_text("When it fails")
+        page.wait_for_timeout(600)  # let the dialog finish fading in before the picture
+        page.screenshot(path=str(SCREENSHOTS / "daily_performance_docs.png"))
+        browser.close()
