@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
 DEVENV := $(PY) -m investment_jobs.devenv
+DEVENV_STACK := $(PY) -m investment_jobs.stack
 
-.PHONY: venv chromium test test-unit lint demo job jobs-on jobs-off migrate bench lock clean
+.PHONY: venv chromium stack test test-unit lint demo job jobs-on jobs-off migrate bench lock clean
 
 venv: $(STAMP)
 
@@ -21,7 +22,7 @@ $(STAMP): constraints.txt requirements.txt requirements-dev.txt pyproject.toml
 
 test: venv chromium  ## the whole suite: unit, DAG integrity, integration (real PostgreSQL + stand-ins), the UI in Chromium
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Debian's Chromium for the browser test. CI runs only `make test`, so this installs it when it is
 # missing and this is root with apt-get; otherwise (or with NO_CHROMIUM=1) that test is skipped
@@ -52,6 +53,9 @@ jobs-on: venv  ## unpause all five DAGs (the Airflow of AIRFLOW_HOME, else the d
 
 jobs-off: venv  ## pause all five DAGs: no new runs start; running ones finish
 	$(DEVENV) jobs off
+
+stack: venv  ## Airflow with CeleryExecutor on Redis + PostgreSQL metadata: scheduler, DAG processor, API server, 2 workers
+	$(DEVENV_STACK)
 
 demo: venv  ## seed a book, backfill last month, serve the UI on http://localhost:8080
 	$(DEVENV) demo

@@ -1,0 +1,168 @@
+"""daily_performance on a real deployment: PostgreSQL metadata, CeleryExecutor on Redis, a scheduler,
+a DAG processor, an API server and two Celery workers, each its own process.
+
+A backfill of 14 business dates must end with exactly the rows the same days give in-process;
+then a second backfill (reprocessing them) loses a worker in the middle, killed with SIGKILL while
+it runs a task, and still ends correct after the retries, with no duplicate row. Runs when
+PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 answer; skipped with the reason when not.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from investment_jobs.stack import Stack, StackUnavailable, check_services
+
+from tests.conftest import ROOT, run_dag
+
+pytestmark = pytest.mark.integration
+
+FIRST = date(2025, 12, 1)
+DAYS = 14
+ACCOUNTS = 60
+SEED = 23
+
+try:
+    check_services(os.environ.get("STACK_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
+                   os.environ.get("STACK_REDIS", "redis://127.0.0.1:6379"))
+    UNAVAILABLE = None
+except StackUnavailable as exc:
+    UNAVAILABLE = str(exc)
+
+
+def flush_redis_db(db: int) -> None:
+    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as s:
+        s.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
+        s.recv(64)
+
+
+def stored_rows(dsn: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        days = conn.execute(
+            """SELECT account_id, date, opening_balance, closing_balance, daily_return, daily_return_percentage,
+                      cumulative_return, cumulative_return_percentage, trades_executed, winning_trades,
+                      losing_trades, ml_agent_data::text
+               FROM investment.daily_performance ORDER BY account_id, date""").fetchall()
+        accounts = conn.execute(
+            "SELECT id, current_balance, total_return_percentage FROM investment.accounts ORDER BY id").fetchall()
+    return days + accounts
+
+
+def wait_for_backfill(stack: Stack, backfill_id: int, timeout: float = 900) -> list[str]:  # float-ok
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(stack.metadata_dsn) as conn:
+            states = [r[0] for r in conn.execute(
+                "SELECT state FROM dag_run WHERE backfill_id = %s ORDER BY logical_date", (backfill_id,))]
+        if len(states) == DAYS and all(s in ("success", "failed") for s in states):
+            return states
+        assert time.monotonic() < deadline, f"backfill {backfill_id} did not finish: {states}"
+        time.sleep(3)
+
+
+def backfill(stack: Stack, *extra: str) -> int:
+    import psycopg
+
+    stack.airflow("backfill", "create", "--dag-id", "daily_performance", "--from-date", FIRST.isoformat(),
+                  "--to-date", (FIRST + timedelta(days=DAYS)).isoformat(), "--max-active-runs", "1", *extra)
+    with psycopg.connect(stack.metadata_dsn) as conn:
+        return conn.execute("SELECT max(id) FROM backfill").fetchone()[0]
+
+
+def worker_running_a_task(stack: Stack, backfill_id: int) -> str | None:
+    """The name of the worker whose process tree runs a task of this backfill right now."""
+    import psutil
+    import psycopg
+
+    with psycopg.connect(stack.metadata_dsn) as conn:
+        pids = [r[0] for r in conn.execute(
+            """SELECT ti.pid FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id AND dr.dag_id = ti.dag_id
+               WHERE dr.backfill_id = %s AND ti.state = 'running' AND ti.pid IS NOT NULL""", (backfill_id,))]
+    for name, proc in stack.procs.items():
+        if not name.startswith("worker"):
+            continue
+        try:
+            tree = {proc.pid} | {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            continue
+        if tree & set(pids):
+            return name
+    return None
+
+
+@pytest.mark.skipif(UNAVAILABLE is not None, reason=f"the Celery stack needs its services: {UNAVAILABLE}")
+def test_backfill_on_celery_matches_in_process_and_survives_a_killed_worker(
+        pg_server, template_db, engine, tmp_path, monkeypatch):  # noqa: ANN001
+    import psycopg
+    from investment_jobs.demo.seed import engine_registration, plan_book, seed_book
+
+    if pg_server.host.startswith("/"):
+        pytest.skip("the stack's processes need PostgreSQL over TCP at 127.0.0.1:5432")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    names = {k: f"ij_stack_{k}_{worker}" for k in ("celery", "reference", "meta")}
+    celery_dsn = pg_server.fresh_database(names["celery"], template=template_db)
+    reference_dsn = pg_server.fresh_database(names["reference"], template=template_db)
+    pg_server.fresh_database(names["meta"])
+    book = plan_book(ACCOUNTS, SEED, date(2025, 1, 1), date(2025, 11, 20))
+    for dsn in (celery_dsn, reference_dsn):
+        with psycopg.connect(dsn) as conn:
+            seed_book(conn, book, SEED)
+    engine.register(engine_registration(book))
+    redis_db = 11
+    flush_redis_db(redis_db)
+    stack = Stack(home=tmp_path / "airflow", metadata_db=names["meta"], investment_dsn=celery_dsn, redis_db=redis_db,
+                  workers=2, extra_env={"AIRFLOW_CONN_ML_ENGINE": engine.url, "ENABLE_CRON_JOBS": "false",
+                                        "TASK_RETRIES": "3", "TASK_RETRY_DELAY_SECONDS": "2",
+                                        "TASK_MAX_RETRY_DELAY_SECONDS": "10", "ML_ENGINE_PAGE_SIZE": "25"})
+    try:
+        stack.start()
+        stack.airflow("dags", "unpause", "daily_performance")
+        first = backfill(stack)
+        assert wait_for_backfill(stack, first) == ["success"] * DAYS
+
+        # The same days in-process (dag.test), into the reference database.
+        monkeypatch.setenv("AIRFLOW_CONN_INVESTMENT_DB", reference_dsn)
+        for i in range(DAYS):
+            day = FIRST + timedelta(days=i)
+            assert str(run_dag("daily_performance", datetime(day.year, day.month, day.day, tzinfo=UTC)).state) == \
+                "success"
+        reference = stored_rows(reference_dsn)
+        assert stored_rows(celery_dsn) == reference
+
+        # Rerun every day; SIGKILL the worker that runs a task in the middle of it.
+        second = backfill(stack, "--reprocess-behavior", "completed")
+        victim, deadline = None, time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline:
+            with psycopg.connect(stack.metadata_dsn) as conn:
+                done = conn.execute("SELECT count(*) FROM dag_run WHERE backfill_id = %s AND state = 'success'",
+                                    (second,)).fetchone()[0]
+            victim = worker_running_a_task(stack, second) if done >= 3 else None
+            time.sleep(0.3)
+        assert victim is not None, "no task was seen running on a worker"
+        stack.kill(victim)
+        assert wait_for_backfill(stack, second) == ["success"] * DAYS
+        with psycopg.connect(stack.metadata_dsn) as conn:
+            retried = conn.execute(
+                """SELECT count(*) FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id
+                   AND dr.dag_id = ti.dag_id WHERE dr.backfill_id = %s AND ti.try_number > 1""", (second,)).fetchone()[0]
+        assert retried >= 1, "the killed worker's task should have been retried elsewhere"
+        assert stored_rows(celery_dsn) == reference
+        with psycopg.connect(celery_dsn) as conn:
+            assert conn.execute("SELECT count(*), count(DISTINCT (account_id, date)) FROM investment.daily_performance"
+                                ).fetchone() == (len(reference) - ACCOUNTS,) * 2
+    finally:
+        stack.stop()
+        log_dir = ROOT / ".local" / f"stack-test-{worker}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for log in (tmp_path / "airflow").glob("*.log"):
+            (log_dir / log.name).write_text(log.read_text(errors="replace")[-200_000:])
+        for name in names.values():
+            pg_server.drop_database(name)
