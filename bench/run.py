@@ -249,6 +249,48 @@ def bench_cleanup(server) -> dict:  # noqa: ANN001
     return result
 
 
+def bench_stack(server, engine_url: str) -> dict:  # noqa: ANN001
+    """The 100k-account business date on the Celery stack (2 workers), from a copy of the book the
+    in-process run used, with only the previous day stored: a one-day backfill, timed from the
+    task instances as in-process."""
+    import psycopg
+    from investment_jobs.stack import Stack, check_services
+
+    check_services("postgresql://postgres@127.0.0.1:5432", "redis://127.0.0.1:6379")
+    dsn = server.fresh_database("ij_bench_stack", template="ij_bench_100000")
+    server.fresh_database("ij_bench_stack_meta")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM investment.daily_performance WHERE date = %s", (DAY,))
+        conn.execute("ANALYZE")
+    stack = Stack(home=WORK / "stack-airflow", metadata_db="ij_bench_stack_meta", investment_dsn=dsn, redis_db=12,
+                  workers=2, extra_env={"AIRFLOW_CONN_ML_ENGINE": engine_url, "ML_ENGINE_PAGE_SIZE": str(PAGE_SIZE),
+                                        "ENABLE_CRON_JOBS": "false", "CRON_TIMEZONE": "UTC"})
+    try:
+        stack.start()
+        stack.airflow("dags", "unpause", "daily_performance")
+        started = time.perf_counter()
+        stack.airflow("backfill", "create", "--dag-id", "daily_performance", "--from-date", DAY.isoformat(),
+                      "--to-date", (DAY + timedelta(days=1)).isoformat())
+        while True:
+            with psycopg.connect(stack.metadata_dsn) as conn:
+                state = conn.execute("SELECT state FROM dag_run WHERE backfill_id IS NOT NULL").fetchone()
+                if state and state[0] in ("success", "failed"):
+                    tis = conn.execute("SELECT task_id, start_date, end_date FROM task_instance").fetchall()
+                    break
+            time.sleep(0.5)
+        wall = time.perf_counter() - started
+    finally:
+        stack.stop()
+    with psycopg.connect(dsn) as conn:
+        stored = conn.execute("SELECT count(*) FROM investment.daily_performance WHERE date = %s", (DAY,)).fetchone()[0]
+    server.drop_database("ij_bench_stack_meta")
+    server.drop_database("ij_bench_stack")
+    job = (max(t[2] for t in tis) - min(t[1] for t in tis)).total_seconds()
+    return {"state": state[0], "accounts": stored, "job_seconds": round(job, 3),
+            "wall_seconds_from_backfill_create": round(wall, 3), "workers": 2,
+            "tasks": {t[0]: round((t[2] - t[1]).total_seconds(), 3) for t in tis}}
+
+
 STRIPE_PORT = 12191
 STRIPE_KEY = "sk_test_bench"
 
@@ -370,6 +412,10 @@ def main() -> int:
             ours[str(accounts)] = result
             log(f"{accounts}: {json.dumps(result)}")
 
+        log("the same 100k business date on the Celery stack, 2 workers")
+        stack_result = bench_stack(server, engine.url)
+        log(f"stack: {json.dumps(stack_result)}")
+
         log("baseline (the original's per-account pattern) at 10k")
         dsn, book = prepare_book(server, "ij_bench_baseline", 10_000)
         engine.load_book(engine_registration(book), [previous - timedelta(days=1), previous, DAY])
@@ -404,6 +450,7 @@ def main() -> int:
         "floor_100000": low,
         "speedup": round(ours["100000"]["accounts_per_s"] / base["accounts_per_s"], 1),
         "floor_ratio": round(ours["100000"]["job_seconds"] / low["seconds"], 2),
+        "stack_100000": stack_result,
         "business_date": DAY.isoformat(),
         "page_size": PAGE_SIZE,
     }
@@ -456,6 +503,20 @@ Per task (s):
 | task | 10k | 100k |
 |---|---:|---:|
 {task_rows}
+
+On the Celery stack (`make stack`: PostgreSQL metadata, Redis broker, scheduler, DAG processor,
+API server, 2 Celery workers), the same 100k business date from a copy of the same book, as a
+one-day backfill:
+
+| | in-process (`dag.test`) | Celery stack, 2 workers |
+|---|---:|---:|
+| accounts stored | {big['accounts']} | {d['stack_100000']['accounts']} |
+| job time (s): first task start to last task end | {big['job_seconds']:.2f} | {d['stack_100000']['job_seconds']:.2f} |
+| from `backfill create` to the run's end (s) | | {d['stack_100000']['wall_seconds_from_backfill_create']:.2f} |
+
+Per task on the stack (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(d['stack_100000']['tasks'].items()))}.
+The difference is the scheduler and Celery handing each task to a worker, and each task starting
+its own process; one business date is a chain of tasks, so two workers do not run it faster.
 
 Beside it, in the same run:
 

@@ -355,9 +355,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             say(f"backfilling daily_performance for {backfill_from} .. {last}")
             airflow("backfill", "create", "--dag-id", "daily_performance",
                     "--from-date", backfill_from.isoformat(), "--to-date", (last + timedelta(days=1)).isoformat(),
-                    "--reprocess-behavior", "failed", check=False, quiet=True)
+                    "--reprocess-behavior", "failed", "--max-active-runs", "3", check=False, quiet=True)
             say(f"Airflow UI: http://localhost:{args.port}  login: admin / {demo_password(home)}")
-            say("the backfill runs one business date at a time; Ctrl-C stops everything")
+            say("the backfill runs three business dates at a time; Ctrl-C stops everything")
             proc.wait()
         except KeyboardInterrupt:
             say("stopping")
@@ -371,15 +371,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_pools(settings: Path = ROOT / "airflow_settings.yaml") -> list[str]:
-    """The pools of airflow_settings.yaml (the Astro CLI's file), so the demo runs as deployed."""
+def settings_pools(settings: Path = ROOT / "airflow_settings.yaml") -> list[tuple[str, str, str]]:
+    """(name, slots, description) of the pools in airflow_settings.yaml (the Astro CLI's file)."""
     import yaml
 
     pools = (yaml.safe_load(settings.read_text()).get("airflow") or {}).get("pools") or []
-    for pool in pools:
-        airflow("pools", "set", pool["pool_name"], str(pool["pool_slot"]), pool.get("pool_description", ""),
-                quiet=True)
-    return [p["pool_name"] for p in pools]
+    return [(p["pool_name"], str(p["pool_slot"]), p.get("pool_description", "")) for p in pools]
+
+
+def load_pools() -> list[str]:
+    """The settings' pools in the demo's Airflow, so it runs as deployed."""
+    for pool in settings_pools():
+        airflow("pools", "set", *pool, quiet=True)
+    return [name for name, _, _ in settings_pools()]
 
 
 def demo_password(home: Path) -> str:

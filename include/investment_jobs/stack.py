@@ -138,6 +138,13 @@ class Stack:
         return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=self.env(), check=check,
                               capture_output=True, text=True, timeout=timeout)
 
+    def load_pools(self) -> None:
+        """The pools of airflow_settings.yaml, as every deployment of the package has them."""
+        from investment_jobs.devenv import settings_pools
+
+        for pool in settings_pools():
+            self.airflow("pools", "set", *pool)
+
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         log = (self.home / f"{name}.log").open("a")
         self.procs[name] = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *args],
@@ -148,8 +155,7 @@ class Stack:
         check_services(self.postgres, self.redis)
         self.home.mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate")
-        for pool in ("ml_engine", "stripe_api"):
-            self.airflow("pools", "set", pool, "4", f"{pool} calls")
+        self.load_pools()
         self._spawn("api-server", "api-server", "--port", str(self.port))
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")

@@ -5,9 +5,9 @@ Steps (each one DAG task, each one database transaction, each safe to retry):
 1. ``snapshot_active_accounts``  accounts active on D (contracts.md) into a staging table.
 2. ``pull_performance``          page the engine's bulk listing for D; validate each item in
                                  Decimal; COPY good items and rejects into staging tables.
-3. ``compute_returns``           reject unknown/inactive/duplicate accounts (set-based), and
-                                 compute D's cumulative fields from the stored day before D.
-4. ``persist``                   upsert D's rows and this run's rejects; recompute the
+3. ``compute_returns``           reject unknown/inactive/duplicate accounts (set-based).
+4. ``persist``                   under a lock shared by all dates: upsert D's rows, chained from
+                                 the stored day before D, and this run's rejects; recompute the
                                  cumulative fields of stored days after D (late or backwards runs).
 5. ``update_account_snapshots``  current_balance only where D is the newest stored day (net of
                                  withdrawals settled after D); total_return_percentage from
@@ -133,7 +133,7 @@ def _raw_json(raw: Any) -> str:
 
 
 def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
-    """Reject items the book cannot take; compute D's cumulative fields from the day before."""
+    """Reject items the book cannot take; the rest are ready to persist."""
     with conn.transaction():
         conn.execute(f"DROP TABLE IF EXISTS {st.table('ready')}")
         conn.execute(_fill("DELETE FROM {rejects} WHERE stage = 'match'", st))  # a retry starts afresh
@@ -164,18 +164,9 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
             CREATE UNLOGGED TABLE {ready} AS
             SELECT i.account_id, s.product_id, %(d)s::date AS date,
                    i.opening_balance, i.closing_balance, i.daily_return, i.daily_return_percentage,
-                   coalesce(p.cumulative_return, 0) + i.daily_return AS cumulative_return,
-                   investment.twr_step(coalesce(p.cumulative_return_percentage, 0),
-                                       i.daily_return_percentage) AS cumulative_return_percentage,
                    i.trades_executed, i.winning_trades, i.losing_trades, i.ml_agent_data
             FROM {items} i
             JOIN {accounts} s USING (account_id)
-            LEFT JOIN LATERAL (
-                SELECT dp.cumulative_return, dp.cumulative_return_percentage
-                FROM investment.daily_performance dp
-                WHERE dp.account_id = i.account_id AND dp.date < %(d)s
-                ORDER BY dp.date DESC LIMIT 1
-            ) p ON true
             WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
                               WHERE r.stage = 'match' AND r.account_id = i.account_id::text)
             """, st), {"d": _day(st)})
@@ -185,8 +176,14 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
 
 
 def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
-    """Write D in one transaction: rows, this run's rejects, and later days' cumulative fields."""
+    """Write D in one transaction: rows, this run's rejects, and later days' cumulative fields.
+
+    D's cumulative fields are chained from the stored day before D inside this transaction, under
+    a lock that runs of other dates take too: two dates persisted at once (a backfill with several
+    active runs) each see the other's committed rows, so the chain is the same in any order.
+    """
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))")
         conn.execute("DELETE FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
                      (st.run_id, _day(st)))
         conn.execute(_fill(
@@ -200,10 +197,18 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
                 account_id, product_id, date, opening_balance, closing_balance, daily_return,
                 daily_return_percentage, cumulative_return, cumulative_return_percentage,
                 trades_executed, winning_trades, losing_trades, ml_agent_data)
-            SELECT account_id, product_id, date, opening_balance, closing_balance, daily_return,
-                   daily_return_percentage, cumulative_return, cumulative_return_percentage,
-                   trades_executed, winning_trades, losing_trades, ml_agent_data
-            FROM {ready}
+            SELECT r.account_id, r.product_id, r.date, r.opening_balance, r.closing_balance, r.daily_return,
+                   r.daily_return_percentage,
+                   coalesce(p.cumulative_return, 0) + r.daily_return,
+                   investment.twr_step(coalesce(p.cumulative_return_percentage, 0), r.daily_return_percentage),
+                   r.trades_executed, r.winning_trades, r.losing_trades, r.ml_agent_data
+            FROM {ready} r
+            LEFT JOIN LATERAL (
+                SELECT dp.cumulative_return, dp.cumulative_return_percentage
+                FROM investment.daily_performance dp
+                WHERE dp.account_id = r.account_id AND dp.date < r.date
+                ORDER BY dp.date DESC LIMIT 1
+            ) p ON true
             ON CONFLICT (account_id, date) DO UPDATE SET
                 product_id = EXCLUDED.product_id,
                 opening_balance = EXCLUDED.opening_balance,
@@ -229,10 +234,11 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
         later = conn.execute(_fill(
             """
             WITH seed AS (
-                SELECT r.account_id, r.cumulative_return AS cum0, r.cumulative_return_percentage AS twr0
-                FROM {ready} r
-                WHERE r.account_id IN (SELECT account_id FROM investment.daily_performance
-                                       WHERE date > %(d)s)
+                SELECT t.account_id, t.cumulative_return AS cum0, t.cumulative_return_percentage AS twr0
+                FROM investment.daily_performance t
+                WHERE t.date = %(d)s
+                  AND t.account_id IN (SELECT account_id FROM {ready})
+                  AND t.account_id IN (SELECT account_id FROM investment.daily_performance WHERE date > %(d)s)
             ), chained AS (
                 SELECT l.account_id, l.date,
                        s.cum0 + sum(l.daily_return) OVER w AS cumulative_return,
@@ -269,13 +275,15 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: st
     just changed.
     """
     with conn.transaction():
-        # Days after D are a range on the date index: empty in the usual forward run.
+        # Same lock as persist: the newest stored day is read while no other date is being written.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))")
+        # Days from D on are a range on the date index: just D in the usual forward run.
         updated = conn.execute(_fill(
             """
-            WITH later AS (
-                SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
+            WITH newest AS (
+                SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.date, dp.cumulative_return_percentage
                 FROM investment.daily_performance dp
-                WHERE dp.date > %(d)s
+                WHERE dp.date >= %(d)s AND dp.account_id IN (SELECT account_id FROM {ready})
                 ORDER BY dp.account_id, dp.date DESC
             ), settled_after AS (
                 SELECT t.account_id,
@@ -287,10 +295,10 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: st
                 GROUP BY t.account_id
             ), target AS (
                 SELECT r.account_id,
-                       l.account_id IS NULL AS d_is_newest,
+                       n.date = %(d)s AS d_is_newest,
                        r.closing_balance - coalesce(s.net_out, 0) AS balance,
-                       coalesce(l.cumulative_return_percentage, r.cumulative_return_percentage) AS twr
-                FROM {ready} r LEFT JOIN later l USING (account_id) LEFT JOIN settled_after s USING (account_id)
+                       n.cumulative_return_percentage AS twr
+                FROM {ready} r JOIN newest n USING (account_id) LEFT JOIN settled_after s USING (account_id)
             )
             UPDATE investment.accounts a
             SET current_balance = CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END,
