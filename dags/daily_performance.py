@@ -89,7 +89,7 @@ def daily_performance() -> None:
         from investment_jobs.dag_support import run_step
         from investment_jobs.jobs import daily
 
-        return run_step(daily.persist, ref)
+        return run_step(daily.persist, ref, computed.get("chain_version"))
 
     @task
     def update_account_snapshots(ref: dict, persisted: dict) -> dict:

@@ -5,10 +5,11 @@ Steps (each one DAG task, each one database transaction, each safe to retry):
 1. ``snapshot_active_accounts``  accounts active on D (contracts.md) into a staging table.
 2. ``pull_performance``          page the engine's bulk listing for D; validate each item in
                                  Decimal; COPY good items and rejects into staging tables.
-3. ``compute_returns``           reject unknown/inactive/duplicate accounts (set-based).
-4. ``persist``                   under a lock shared by all dates: upsert D's rows, chained from
-                                 the stored day before D, and this run's rejects; recompute the
-                                 cumulative fields of stored days after D (late or backwards runs).
+3. ``compute_returns``           reject unknown/inactive/duplicate accounts (set-based), and
+                                 compute D's cumulative fields from the stored day before D.
+4. ``persist``                   under a lock shared by all dates (chaining D again if another
+                                 date was written meanwhile): upsert D's rows and this run's
+                                 rejects; recompute the cumulative fields of stored days after D.
 5. ``update_account_snapshots``  current_balance only where D is the newest stored day (net of
                                  withdrawals settled after D); total_return_percentage from
                                  the newest stored day.
@@ -133,8 +134,13 @@ def _raw_json(raw: Any) -> str:
 
 
 def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
-    """Reject items the book cannot take; the rest are ready to persist."""
+    """Reject items the book cannot take; chain the rest from the stored day before D.
+
+    Returns the chain version it read first: persist re-chains D only if another date was written
+    since (a backfill running several dates at once), so the usual run pays for the chain once.
+    """
     with conn.transaction():
+        version = conn.execute("SELECT version FROM investment.daily_chain_version").fetchone()[0]
         conn.execute(f"DROP TABLE IF EXISTS {st.table('ready')}")
         conn.execute(_fill("DELETE FROM {rejects} WHERE stage = 'match'", st))  # a retry starts afresh
         conn.execute(_fill(
@@ -164,26 +170,57 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
             CREATE UNLOGGED TABLE {ready} AS
             SELECT i.account_id, s.product_id, %(d)s::date AS date,
                    i.opening_balance, i.closing_balance, i.daily_return, i.daily_return_percentage,
+                   coalesce(p.cumulative_return, 0) + i.daily_return AS cumulative_return,
+                   investment.twr_step(coalesce(p.cumulative_return_percentage, 0),
+                                       i.daily_return_percentage) AS cumulative_return_percentage,
                    i.trades_executed, i.winning_trades, i.losing_trades, i.ml_agent_data
             FROM {items} i
             JOIN {accounts} s USING (account_id)
+            LEFT JOIN LATERAL (
+                SELECT dp.cumulative_return, dp.cumulative_return_percentage
+                FROM investment.daily_performance dp
+                WHERE dp.account_id = i.account_id AND dp.date < %(d)s
+                ORDER BY dp.date DESC LIMIT 1
+            ) p ON true
             WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
                               WHERE r.stage = 'match' AND r.account_id = i.account_id::text)
             """, st), {"d": _day(st)})
         ready = conn.execute(f"SELECT count(*) FROM {st.table('ready')}").fetchone()[0]
         rejected = conn.execute(f"SELECT count(*) FROM {st.table('rejects')}").fetchone()[0]
-    return {"ready": int(ready), "rejected": int(rejected)}
+    return {"ready": int(ready), "rejected": int(rejected), "chain_version": int(version)}
 
 
-def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
+def persist(conn: psycopg.Connection, st: Staging, chain_version: int | None = None) -> dict[str, int]:
     """Write D in one transaction: rows, this run's rejects, and later days' cumulative fields.
 
-    D's cumulative fields are chained from the stored day before D inside this transaction, under
-    a lock that runs of other dates take too: two dates persisted at once (a backfill with several
-    active runs) each see the other's committed rows, so the chain is the same in any order.
+    Every date's persist holds the same lock and bumps the chain version. When another date was
+    written since compute_returns chained D (``chain_version`` differs: several dates at once in a
+    backfill), D is chained again here from the stored day before it, so any interleaving of dates
+    ends with the rows of a sequential run.
     """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))")
+        current = conn.execute("SELECT version FROM investment.daily_chain_version").fetchone()[0]
+        rechained_d = 0
+        if chain_version is None or current != chain_version:
+            rechained_d = conn.execute(_fill(
+                """
+                UPDATE {ready} t
+                SET cumulative_return = coalesce(p.cumulative_return, 0) + t.daily_return,
+                    cumulative_return_percentage = investment.twr_step(
+                        coalesce(p.cumulative_return_percentage, 0), t.daily_return_percentage)
+                FROM (
+                    SELECT r.account_id, prev.cumulative_return, prev.cumulative_return_percentage
+                    FROM {ready} r
+                    LEFT JOIN LATERAL (
+                        SELECT dp.cumulative_return, dp.cumulative_return_percentage
+                        FROM investment.daily_performance dp
+                        WHERE dp.account_id = r.account_id AND dp.date < %(d)s
+                        ORDER BY dp.date DESC LIMIT 1
+                    ) prev ON true
+                ) p
+                WHERE p.account_id = t.account_id
+                """, st), {"d": _day(st)}).rowcount
         conn.execute("DELETE FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
                      (st.run_id, _day(st)))
         conn.execute(_fill(
@@ -197,18 +234,10 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
                 account_id, product_id, date, opening_balance, closing_balance, daily_return,
                 daily_return_percentage, cumulative_return, cumulative_return_percentage,
                 trades_executed, winning_trades, losing_trades, ml_agent_data)
-            SELECT r.account_id, r.product_id, r.date, r.opening_balance, r.closing_balance, r.daily_return,
-                   r.daily_return_percentage,
-                   coalesce(p.cumulative_return, 0) + r.daily_return,
-                   investment.twr_step(coalesce(p.cumulative_return_percentage, 0), r.daily_return_percentage),
-                   r.trades_executed, r.winning_trades, r.losing_trades, r.ml_agent_data
-            FROM {ready} r
-            LEFT JOIN LATERAL (
-                SELECT dp.cumulative_return, dp.cumulative_return_percentage
-                FROM investment.daily_performance dp
-                WHERE dp.account_id = r.account_id AND dp.date < r.date
-                ORDER BY dp.date DESC LIMIT 1
-            ) p ON true
+            SELECT account_id, product_id, date, opening_balance, closing_balance, daily_return,
+                   daily_return_percentage, cumulative_return, cumulative_return_percentage,
+                   trades_executed, winning_trades, losing_trades, ml_agent_data
+            FROM {ready}
             ON CONFLICT (account_id, date) DO UPDATE SET
                 product_id = EXCLUDED.product_id,
                 opening_balance = EXCLUDED.opening_balance,
@@ -234,11 +263,10 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
         later = conn.execute(_fill(
             """
             WITH seed AS (
-                SELECT t.account_id, t.cumulative_return AS cum0, t.cumulative_return_percentage AS twr0
-                FROM investment.daily_performance t
-                WHERE t.date = %(d)s
-                  AND t.account_id IN (SELECT account_id FROM {ready})
-                  AND t.account_id IN (SELECT account_id FROM investment.daily_performance WHERE date > %(d)s)
+                SELECT r.account_id, r.cumulative_return AS cum0, r.cumulative_return_percentage AS twr0
+                FROM {ready} r
+                WHERE r.account_id IN (SELECT account_id FROM investment.daily_performance
+                                       WHERE date > %(d)s)
             ), chained AS (
                 SELECT l.account_id, l.date,
                        s.cum0 + sum(l.daily_return) OVER w AS cumulative_return,
@@ -260,7 +288,9 @@ def persist(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
         rejects = conn.execute(
             "SELECT count(*) FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
             (st.run_id, _day(st))).fetchone()[0]
-    return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects)}
+        conn.execute("UPDATE investment.daily_chain_version SET version = version + 1")
+    return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
+            "chained_again_after_a_concurrent_date": rechained_d}
 
 
 def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
@@ -275,15 +305,15 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: st
     just changed.
     """
     with conn.transaction():
-        # Same lock as persist: the newest stored day is read while no other date is being written.
+        # Same lock as persist: later days are read while no other date is being written.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))")
-        # Days from D on are a range on the date index: just D in the usual forward run.
+        # Days after D are a range on the date index: empty in the usual forward run.
         updated = conn.execute(_fill(
             """
-            WITH newest AS (
-                SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.date, dp.cumulative_return_percentage
+            WITH later AS (
+                SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
                 FROM investment.daily_performance dp
-                WHERE dp.date >= %(d)s AND dp.account_id IN (SELECT account_id FROM {ready})
+                WHERE dp.date > %(d)s
                 ORDER BY dp.account_id, dp.date DESC
             ), settled_after AS (
                 SELECT t.account_id,
@@ -295,10 +325,10 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: st
                 GROUP BY t.account_id
             ), target AS (
                 SELECT r.account_id,
-                       n.date = %(d)s AS d_is_newest,
+                       l.account_id IS NULL AS d_is_newest,
                        r.closing_balance - coalesce(s.net_out, 0) AS balance,
-                       n.cumulative_return_percentage AS twr
-                FROM {ready} r JOIN newest n USING (account_id) LEFT JOIN settled_after s USING (account_id)
+                       coalesce(l.cumulative_return_percentage, r.cumulative_return_percentage) AS twr
+                FROM {ready} r LEFT JOIN later l USING (account_id) LEFT JOIN settled_after s USING (account_id)
             )
             UPDATE investment.accounts a
             SET current_balance = CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END,
