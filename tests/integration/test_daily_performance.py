@@ -236,3 +236,31 @@ def test_a_day_that_has_not_ended_fails_at_once_and_writes_nothing(book: Book, e
     assert dag_run.get_task_instance("fetch_active_accounts").try_number == 1  # no retry: it cannot help
     assert engine.stats()["requests"] == {}
     assert book.query("SELECT count(*) FROM investment.daily_performance") == [(0,)]
+
+
+def test_a_date_written_meanwhile_makes_persist_chain_d_again(book: Book, monkeypatch) -> None:  # noqa: ANN001
+    """Another date's persist between this run's compute_returns and persist (a backfill with
+    several dates at once) bumps the chain version; persist then chains D again from what is
+    stored now. Here D+1 is computed, D is stored meanwhile, then D+1 is persisted."""
+    from investment_jobs.jobs import daily
+
+    first, second = date(2026, 1, 1), date(2026, 1, 2)
+    real_compute = daily.compute_returns
+
+    def compute_then_another_date_lands(conn, st, timezone):  # noqa: ANN001, ANN202
+        counts = real_compute(conn, st, timezone)
+        if st.key == second.isoformat():
+            monkeypatch.setattr(daily, "compute_returns", real_compute)
+            succeeded(run_dag("daily_performance", first))  # lands while D+1 is between its tasks
+        return counts
+
+    monkeypatch.setattr(daily, "compute_returns", compute_then_another_date_lands)
+    run = run_dag("daily_performance", second)
+    succeeded(run)
+    assert xcom(run, "persist")["chained_again_after_a_concurrent_date"] > 0
+    interleaved = book.query(TABLE)
+
+    reset_book(book)
+    for day in (first, second):
+        succeeded(run_dag("daily_performance", day))
+    assert book.query(TABLE) == interleaved

@@ -55,6 +55,17 @@ def _day(st: Staging) -> date:
 
 
 # ---------------------------------------------------------------------------------------------
+def _day_before(alias: str) -> str:
+    """A lateral join ``p`` to the account's stored day before D: what D's cumulative fields chain from."""
+    return f"""
+            LEFT JOIN LATERAL (
+                SELECT dp.cumulative_return, dp.cumulative_return_percentage
+                FROM investment.daily_performance dp
+                WHERE dp.account_id = {alias}.account_id AND dp.date < %(d)s
+                ORDER BY dp.date DESC LIMIT 1
+            ) p ON true"""
+
+
 def _fill(query: str, st: Staging) -> str:
     return st.fill(query, ROLES)
 
@@ -176,12 +187,7 @@ def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
                    i.trades_executed, i.winning_trades, i.losing_trades, i.ml_agent_data
             FROM {items} i
             JOIN {accounts} s USING (account_id)
-            LEFT JOIN LATERAL (
-                SELECT dp.cumulative_return, dp.cumulative_return_percentage
-                FROM investment.daily_performance dp
-                WHERE dp.account_id = i.account_id AND dp.date < %(d)s
-                ORDER BY dp.date DESC LIMIT 1
-            ) p ON true
+            """ + _day_before("i") + """
             WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
                               WHERE r.stage = 'match' AND r.account_id = i.account_id::text)
             """, st), {"d": _day(st)})
@@ -206,20 +212,12 @@ def persist(conn: psycopg.Connection, st: Staging, chain_version: int | None = N
             rechained_d = conn.execute(_fill(
                 """
                 UPDATE {ready} t
-                SET cumulative_return = coalesce(p.cumulative_return, 0) + t.daily_return,
+                SET cumulative_return = coalesce(prev.cumulative_return, 0) + t.daily_return,
                     cumulative_return_percentage = investment.twr_step(
-                        coalesce(p.cumulative_return_percentage, 0), t.daily_return_percentage)
-                FROM (
-                    SELECT r.account_id, prev.cumulative_return, prev.cumulative_return_percentage
-                    FROM {ready} r
-                    LEFT JOIN LATERAL (
-                        SELECT dp.cumulative_return, dp.cumulative_return_percentage
-                        FROM investment.daily_performance dp
-                        WHERE dp.account_id = r.account_id AND dp.date < %(d)s
-                        ORDER BY dp.date DESC LIMIT 1
-                    ) prev ON true
-                ) p
-                WHERE p.account_id = t.account_id
+                        coalesce(prev.cumulative_return_percentage, 0), t.daily_return_percentage)
+                FROM (SELECT r.account_id, p.cumulative_return, p.cumulative_return_percentage
+                      FROM {ready} r """ + _day_before("r") + """) prev
+                WHERE prev.account_id = t.account_id
                 """, st), {"d": _day(st)}).rowcount
         conn.execute("DELETE FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
                      (st.run_id, _day(st)))
