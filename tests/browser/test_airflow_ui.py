@@ -102,9 +102,15 @@ def test_an_operator_sees_the_backfilled_days_green_and_the_docs(demo) -> None: 
 
         page.goto(f"{url}/dags/daily_performance/runs")
         page.wait_for_load_state("networkidle")
-        playwright.expect(page.get_by_text("Backfill").first).to_be_visible()
-        states = re.findall(r"\b(Success|Failed|Running|Queued|Up For Retry)\b", page.inner_text("body"))
+        states: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the runs table renders after the page's own requests
+            states = re.findall(r"\b(Success|Failed|Running|Queued|Up For Retry)\b", page.inner_text("body"))
+            if states.count("Success") >= BACKFILL_DAYS:
+                break
+            page.wait_for_timeout(500)
         assert states.count("Success") >= BACKFILL_DAYS and "Failed" not in states, states
+        playwright.expect(page.get_by_text("Backfill", exact=True).first).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "daily_performance_runs.png"))
 
         page.goto(f"{url}/dags/daily_performance")
