@@ -264,3 +264,32 @@ def test_a_date_written_meanwhile_makes_persist_chain_d_again(book: Book, monkey
     for day in (first, second):
         succeeded(run_dag("daily_performance", day))
     assert book.query(TABLE) == interleaved
+
+
+def test_an_earlier_date_landing_after_persist_still_leaves_accounts_on_the_newest_chain(
+        book: Book, monkeypatch) -> None:  # noqa: ANN001
+    """D+1 is persisted, then D runs start to end (re-chaining the stored D+1), then D+1 updates
+    the accounts: D+1 is the newest day, and total_return_percentage must be its chain as stored
+    now, not the one D+1 computed before D existed. (Seen on the Celery stack, three dates at once.)"""
+    from investment_jobs.jobs import daily
+
+    first, second = date(2026, 1, 1), date(2026, 1, 2)
+    real_persist = daily.persist
+
+    def persist_then_the_day_before_lands(conn, st, chain_version=None):  # noqa: ANN001, ANN202
+        counts = real_persist(conn, st, chain_version)
+        if st.key == second.isoformat():
+            monkeypatch.setattr(daily, "persist", real_persist)
+            succeeded(run_dag("daily_performance", first))  # re-chains D+1, updates accounts from it
+        return counts
+
+    monkeypatch.setattr(daily, "persist", persist_then_the_day_before_lands)
+    succeeded(run_dag("daily_performance", second))
+    interleaved = (book.query(TABLE), book.query(ACCOUNTS))
+
+    reset_book(book)
+    for day in (first, second):
+        succeeded(run_dag("daily_performance", day))
+    sequential = (book.query(TABLE), book.query(ACCOUNTS))
+    assert interleaved[0] == sequential[0]
+    assert interleaved[1] == sequential[1]

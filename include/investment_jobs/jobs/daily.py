@@ -300,7 +300,8 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: st
     payout made the next morning, and a rerun of D after it must not give the money back. The
     engine's closing for D+1 includes it (it is notified), so the next day's run nets nothing.
     total_return_percentage always follows the newest stored day, whose chain a late day may have
-    just changed.
+    just changed: D's own chain too, so it is read from the stored row, never from staging (an
+    earlier date persisted after this run's persist re-chains the stored D, not this run's copy).
     """
     with conn.transaction():
         # Same lock as persist: later days are read while no other date is being written.
@@ -324,9 +325,12 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: st
             ), target AS (
                 SELECT r.account_id,
                        l.account_id IS NULL AS d_is_newest,
-                       r.closing_balance - coalesce(s.net_out, 0) AS balance,
-                       coalesce(l.cumulative_return_percentage, r.cumulative_return_percentage) AS twr
-                FROM {ready} r LEFT JOIN later l USING (account_id) LEFT JOIN settled_after s USING (account_id)
+                       d.closing_balance - coalesce(s.net_out, 0) AS balance,
+                       coalesce(l.cumulative_return_percentage, d.cumulative_return_percentage) AS twr
+                FROM {ready} r
+                JOIN investment.daily_performance d ON d.account_id = r.account_id AND d.date = %(d)s
+                LEFT JOIN later l ON l.account_id = r.account_id
+                LEFT JOIN settled_after s ON s.account_id = r.account_id
             )
             UPDATE investment.accounts a
             SET current_balance = CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END,
