@@ -50,10 +50,11 @@ def test_the_base_url_comes_from_the_host(monkeypatch) -> None:
 def test_the_package_registers_the_stripe_connection_type(airflow_db) -> None:
     """Through its own apache_airflow_provider entry point, with the form fields it uses."""
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    manager = ProvidersManager()
+    manager = ProvidersManager()  # what the API server's connection form reads
     assert "investment-jobs" in manager.providers
-    hook = manager.hooks["stripe"]
+    hook = ProvidersManagerTaskRuntime().hooks["stripe"]  # what a task resolves a conn_type with
     assert hook is not None and hook.hook_class_name == "investment_jobs.stripe.hook.StripeHook"
     behaviour = manager.field_behaviours["stripe"]
     assert set(behaviour["hidden_fields"]) == {"schema", "login", "port", "extra"}
