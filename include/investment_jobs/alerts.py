@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
@@ -81,6 +80,8 @@ class JobFailureNotifier(BaseNotifier):
     def notify(self, context: Any) -> None:
         event = failure_event(context)
         log.error("%s", json.dumps(event, sort_keys=True, default=str))
-        url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
+        from investment_jobs import config
+
+        url = config.alert_webhook_url()
         if url:
             event["alert_posted"] = post_webhook(url, slack_message(event))

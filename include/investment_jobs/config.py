@@ -183,3 +183,8 @@ def idempotency_key_window_hours() -> int:
 
 def notification_batch_size() -> int:
     return env_int("WITHDRAWAL_NOTIFICATION_BATCH_SIZE", 1000)
+
+
+def alert_webhook_url() -> str:
+    """Slack-compatible incoming webhook for failure alerts; empty: alerts are log lines only."""
+    return env_str("ALERT_WEBHOOK_URL", "")

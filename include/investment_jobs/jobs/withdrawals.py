@@ -445,9 +445,10 @@ def _lock(conn: psycopg.Connection, request_ids: list[str], status: str) -> list
     return locked
 
 
-def _amounts_by_currency(conn: psycopg.Connection, table: str, where: str = "TRUE") -> dict[str, str]:
+def _amounts_by_currency(conn: psycopg.Connection, table: str) -> dict[str, str]:
+    """Amounts per currency of one of this module's own temp tables (a fixed name, not input)."""
     return {c: str(t) for c, t in conn.execute(
-        f"SELECT currency, sum(amount) FROM {table} WHERE {where} GROUP BY currency ORDER BY currency").fetchall()}
+        f"SELECT currency, sum(amount) FROM {table} GROUP BY currency ORDER BY currency").fetchall()}
 
 
 def complete(conn: psycopg.Connection, request_ids: list[str]) -> dict[str, Any]:
