@@ -25,6 +25,10 @@ later stored days are recomputed. A backfill of an old day never overwrites a ne
   rerun D. `DAILY_REJECT_TOLERANCE` (default 0) sets how many rejects a run accepts.
 - *ML engine HTTP 429/5xx or unreachable*: retried with backoff, then the task fails; nothing
   was written for D. Rerun D when the engine is back.
+- *bulk listing … next_cursor came back* or *still not finished after N pages*: the engine's
+  paging never ends (a repeat, a cycle, or more pages than the active accounts need;
+  `ML_ENGINE_MAX_PAGES` sets the limit). Nothing was written for D; report it to the engine's team.
+- A task that runs past `TASK_EXECUTION_TIMEOUT_MINUTES` (default 60) is stopped and retried.
 
 Accounts active on D that the engine sent nothing for are listed in the summary (`missing`).
 Tasks: snapshot active accounts → pull engine pages → compute returns → persist → update
@@ -69,13 +73,18 @@ def daily_performance() -> None:
 
     @task
     def pull_ml_performance(ref: dict) -> dict:
+        """Page the engine's listing for D into staging; a listing that breaks the contract fails at once."""
+        from airflow.sdk.exceptions import AirflowFailException
         from investment_jobs.dag_support import run_step
         from investment_jobs.jobs.daily import pull_performance
-        from investment_jobs.ml_engine.client import MLEngineClient
+        from investment_jobs.ml_engine.client import MLEngineClient, PermanentEngineError
 
         with MLEngineClient() as client:
-            return run_step(lambda conn, st: pull_performance(conn, client, st, config.ml_engine_page_size()),
-                            ref)
+            try:
+                return run_step(lambda conn, st: pull_performance(
+                    conn, client, st, config.ml_engine_page_size(), config.ml_engine_max_pages()), ref)
+            except PermanentEngineError as exc:  # a retry gets the same answer
+                raise AirflowFailException(str(exc)) from None
 
     @task
     def compute_returns(ref: dict, pulled: dict) -> dict:

@@ -113,11 +113,26 @@ def ml_engine_page_size() -> int:
     return env_int("ML_ENGINE_PAGE_SIZE", 5000)
 
 
+def ml_engine_max_pages() -> int | None:
+    """Pages a bulk listing may take before the run fails; unset: what the active accounts need."""
+    value = env_int("ML_ENGINE_MAX_PAGES", 0)
+    return value if value > 0 else None
+
+
 @dataclass(frozen=True)
 class TaskRetryPolicy:
     retries: int
     retry_delay: timedelta
     max_retry_delay: timedelta
+
+
+def task_execution_timeout() -> timedelta:
+    """How long one try of any task may run before Airflow stops it (``TASK_EXECUTION_TIMEOUT_MINUTES``,
+    default 60): a stuck call fails the try, and the retry or the operator takes it from there."""
+    minutes = env_float("TASK_EXECUTION_TIMEOUT_MINUTES", 60.0)
+    if minutes <= 0:
+        raise ValueError("TASK_EXECUTION_TIMEOUT_MINUTES must be positive")
+    return timedelta(minutes=minutes)
 
 
 def task_retry_policy() -> TaskRetryPolicy:

@@ -63,6 +63,7 @@ def default_args() -> dict[str, Any]:
         "retry_delay": policy.retry_delay,
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": policy.max_retry_delay,
+        "execution_timeout": config.task_execution_timeout(),
     }
 
 

@@ -20,29 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
+from investment_jobs.money import minor_unit
+
 SIMPLE = "simple"
 HIGH_WATER_MARK = "high_water_mark"
 FEE_MODELS = (SIMPLE, HIGH_WATER_MARK)
-
-# ISO 4217 minor-unit exponents that are not 2.
-_ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "isk", "jpy", "kmf", "krw", "pyg", "rwf", "ugx",
-                           "uyi", "vnd", "vuv", "xaf", "xof", "xpf"})
-_THREE_DECIMAL = frozenset({"bhd", "iqd", "jod", "kwd", "lyd", "omr", "tnd"})
-
-
-def minor_unit_exponent(currency: str) -> int:
-    code = currency.lower()
-    if len(code) != 3 or not code.isalpha():
-        raise ValueError(f"not an ISO 4217 currency code: {currency!r}")
-    if code in _ZERO_DECIMAL:
-        return 0
-    if code in _THREE_DECIMAL:
-        return 3
-    return 2
-
-
-def minor_unit(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_unit_exponent(currency))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,15 @@ from investment_jobs.money import (
     NotADecimal,
     dumps_exact,
     parse_decimal,
+    quoted,
 )
 
 RETURN_TOLERANCE = Decimal("0.01")
 COUNT_FIELDS = ("trades_executed", "winning_trades", "losing_trades")
+MAX_COUNT = 2**31 - 1  # the trade counts are PostgreSQL integer columns
+MAX_REASON = 1000  # characters: a reason is read in the UI, a summary line and an exception
+MAX_ACCOUNT_TEXT = 64  # what is kept of an account id that is not a UUID (it lands in an index)
+MAX_AGENT_DATA = 64 * 1024  # characters of ml_agent_data JSON; beyond it the engine is sending garbage
 # (field, decimals the column keeps, exclusive bound of the absolute value)
 DECIMAL_FIELDS = tuple(
     (name, scale, Decimal(1).scaleb(-scale), limit)
@@ -58,6 +63,64 @@ class Rejected:
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# What PostgreSQL cannot keep in text or jsonb: NUL, and UTF-16 surrogates without their pair.
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+# In JSON text: the NUL escape, a raw surrogate, or an exponent too large for jsonb's numeric.
+_SUSPECT_JSON = re.compile("\\\\u0000|[\x00\ud800-\udfff]|[eE][+-]?[0-9]{4,}")
+JSONB_MAX_EXPONENT = 1000  # far inside numeric's limits (131072 digits before the point, 16383 after)
+
+
+def storable_text(text: str, limit: int) -> str:
+    """Text that PostgreSQL can keep and an index can hold: NUL and lone surrogates become U+FFFD,
+    and it is cut at ``limit`` characters (marked). For evidence: account ids and reasons of rejects."""
+    cleaned = _UNSTORABLE_CHAR.sub("\ufffd", text[:limit])
+    return cleaned + ("…" if len(text) > limit else "")
+
+
+def unstorable_json(value: Any, depth: int = 0) -> str | None:
+    """Why PostgreSQL's jsonb would refuse ``value`` (None: it would keep it)."""
+    if depth > 64:
+        return "nested deeper than 64 levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "holds a NUL character (\\u0000), which PostgreSQL cannot store"
+        if _UNSTORABLE_CHAR.search(value):
+            return "holds an invalid Unicode string (a lone surrogate)"
+        return None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return "holds a non-finite number (NaN or Infinity)"
+        if abs(value.adjusted()) > JSONB_MAX_EXPONENT:
+            return f"holds a number out of range ({quoted(value)})"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            why = unstorable_json(key, depth + 1) or unstorable_json(item, depth + 1)
+            if why:
+                return why
+    elif isinstance(value, list):
+        for item in value:
+            why = unstorable_json(item, depth + 1)
+            if why:
+                return why
+    return None
+
+
+def agent_data_json(agent_data: Any) -> tuple[str | None, str | None]:
+    """(JSON text jsonb will keep, None) or (None, why not) for an item's ml_agent_data."""
+    if not isinstance(agent_data, dict):
+        return None, "ml_agent_data is not a JSON object"
+    try:
+        text = dumps_exact(agent_data)
+    except ValueError:
+        return None, "ml_agent_data holds a non-finite number (NaN or Infinity)"
+    if len(text) > MAX_AGENT_DATA:
+        return None, f"ml_agent_data is too large ({len(text)} characters, at most {MAX_AGENT_DATA})"
+    if _SUSPECT_JSON.search(text):  # cheap on the usual item; the walk runs only on suspects
+        why = unstorable_json(agent_data)
+        if why:
+            return None, f"ml_agent_data {why}"
+    return text, None
 
 
 def _account_uuid(text: str) -> str:
@@ -68,20 +131,26 @@ def _account_uuid(text: str) -> str:
 
 
 def _count(value: Any) -> int:
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
     if isinstance(value, bool):
         raise NotADecimal("expected a whole number, got a boolean")
-    if isinstance(value, int):
-        number = value
-    else:
-        parsed = parse_decimal(value)
-        if parsed != parsed.to_integral_value():
-            raise NotADecimal(f"expected a whole number, got {value!r}")
-        number = int(parsed)
+    parsed = parse_decimal(value)  # bounded: refuses what no column could hold before int() sees it
+    if parsed != parsed.to_integral_value():
+        raise NotADecimal(f"expected a whole number, got {quoted(value)}")
+    number = int(parsed)
     if number < 0:
         raise NotADecimal(f"must not be negative, got {number}")
+    if number > MAX_COUNT:
+        raise NotADecimal(f"out of range: {quoted(value)} (at most {MAX_COUNT})")
     return number
+
+
+def rejected(account: Any, problems: list[str]) -> Rejected:
+    """A reject whose account id and reason PostgreSQL can store and a person can read: bounded."""
+    account_text = "" if account is None else account if isinstance(account, str) else quoted(account)
+    reason = "; ".join(problems)
+    return Rejected(storable_text(account_text, MAX_ACCOUNT_TEXT), storable_text(reason, MAX_REASON))
 
 
 def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
@@ -91,18 +160,22 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
     problems: list[str] = []
 
     raw_account = raw.get("account_id")
-    account_text = "" if raw_account is None else str(raw_account)
     account_id = ""
     if raw_account is None:
         problems.append("missing field 'account_id'")
+    elif not isinstance(raw_account, str):
+        problems.append(f"account_id is not a string: {quoted(raw_account)}")
     else:
         try:
-            account_id = _account_uuid(str(raw_account))
+            account_id = _account_uuid(raw_account)
         except ValueError:
-            problems.append(f"account_id is not a UUID: {account_text[:64]!r}")
+            problems.append(f"account_id is not a UUID: {quoted(raw_account)}")
 
-    if "date" in raw and raw["date"] is not None and str(raw["date"]) != business_date.isoformat():
-        problems.append(f"item date {str(raw['date'])[:32]!r} is not the business date {business_date}")
+    raw_date = raw.get("date")
+    if raw_date is None:
+        problems.append("missing field 'date'")
+    elif raw_date != business_date.isoformat():
+        problems.append(f"item date {quoted(raw_date)} is not the business date {business_date}")
 
     values: dict[str, Decimal] = {}
     for name, scale, quantum, limit in DECIMAL_FIELDS:
@@ -116,9 +189,9 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
             problems.append(f"{name}: {exc}")
             continue
         if abs(value) >= limit:
-            problems.append(f"{name}: out of range ({value})")
+            problems.append(f"{name}: out of range ({quoted(value)})")
         elif value.quantize(quantum) != value:
-            problems.append(f"{name}: more than {scale} decimal places ({value})")
+            problems.append(f"{name}: more than {scale} decimal places ({quoted(value)})")
         else:
             values[name] = value
 
@@ -157,16 +230,12 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
     agent_data = raw.get("ml_agent_data")
     agent_json = None
     if agent_data is not None:
-        if not isinstance(agent_data, dict):
-            problems.append("ml_agent_data is not a JSON object")
-        else:
-            try:
-                agent_json = dumps_exact(agent_data)
-            except ValueError:
-                problems.append("ml_agent_data holds a non-finite number (NaN or Infinity)")
+        agent_json, why = agent_data_json(agent_data)
+        if why:
+            problems.append(why)
 
     if problems:
-        return Rejected(account_id or account_text, "; ".join(problems))
+        return rejected(account_id or raw_account, problems)
     return DailyItem(
         account_id=account_id,
         opening_balance=values["opening_balance"],

@@ -157,3 +157,39 @@ def test_task_order_of_daily_performance(dagbag) -> None:  # noqa: ANN001
         assert downstream in dag.get_task(upstream).downstream_task_ids
     assert dag.get_task("drop_staging").is_teardown
     assert dag.get_task("fetch_active_accounts").is_setup
+
+
+def test_every_task_has_an_execution_timeout_an_operator_can_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 2 of issue 12: no task had an execution_timeout, so a stuck call ran forever."""
+    assert config.task_execution_timeout() == timedelta(minutes=60)
+    monkeypatch.setenv("TASK_EXECUTION_TIMEOUT_MINUTES", "7")
+    bag = parse()
+    assert bag.dags
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            assert task.execution_timeout == timedelta(minutes=7), (dag.dag_id, task.task_id)
+
+
+ZONES = ["America/New_York", "America/Los_Angeles", "Pacific/Honolulu", "UTC", "Europe/Madrid", "Asia/Tokyo",
+         "Pacific/Kiritimati", "America/Santiago"]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_scheduled_and_backfilled_runs_process_their_own_date_in_every_zone(zone: str) -> None:
+    """Defect 1 of issue 12, for the scheduler: every run a backfill of 2026 would create (the same
+    infos the scheduler uses), in zones either side of UTC and across their DST changes, processes
+    the business date it is for, and fires only once that date has ended in the zone."""
+    import pendulum
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's side
+    from investment_jobs.business_dates import business_date_of, end_of_business_date
+
+    timetable = CronDataIntervalTimetable("30 0 * * *", timezone=zone)
+    start = pendulum.datetime(2026, 1, 1, tz=zone)
+    restriction = TimeRestriction(earliest=start, latest=pendulum.datetime(2027, 1, 1, tz=zone), catchup=True)
+    last, day, seen = None, start.date(), 0
+    while (info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)):
+        assert business_date_of(info.logical_date, zone) == day, (zone, info.logical_date)
+        assert info.run_after >= end_of_business_date(day, zone)
+        last, day, seen = info.data_interval, day + timedelta(days=1), seen + 1
+    assert seen == 365

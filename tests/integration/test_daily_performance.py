@@ -5,6 +5,7 @@ Every test asserts the rows, not just the run state.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -293,3 +294,124 @@ def test_an_earlier_date_landing_after_persist_still_leaves_accounts_on_the_newe
     sequential = (book.query(TABLE), book.query(ACCOUNTS))
     assert interleaved[0] == sequential[0]
     assert interleaved[1] == sequential[1]
+
+
+@pytest.mark.parametrize("paging", ["repeat", "cycle", "endless"])
+def test_an_engine_whose_cursor_never_ends_fails_the_run_and_writes_nothing_for_d(book: Book, engine, paging) -> None:  # noqa: ANN001
+    """Defect 2 of issue 12: a repeated, cycling or endless next_cursor paged into staging forever
+    inside one open transaction. It fails the run at once (no retries: the engine would answer the
+    same), with nothing written for D, and a stored D stays as it was."""
+    succeeded(run_dag("daily_performance", DAY))
+    before = book.query(TABLE)
+    engine.faults(paging=paging)
+    dag_run = run_dag("daily_performance", DAY)
+    assert str(dag_run.state) == "failed"
+    assert task_states(dag_run)["pull_ml_performance"] == "failed"
+    assert book.query(TABLE) == before
+    assert book.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'investment_staging'"
+                      ) == [(0,)]
+    from investment_jobs.ml_engine.client import page_limit
+
+    listings = engine.stats()["requests"].get("/api/v1/performance/daily:200", 0)
+    # two runs: the good one, then the bad one, stopped at its page limit (one try: no retry)
+    assert listings <= 2 * page_limit(len(active_on(book, DAY)), 7), listings
+
+
+def test_the_page_limit_can_be_set_and_its_message_names_it(book: Book, engine, monkeypatch, capfd) -> None:  # noqa: ANN001
+    monkeypatch.setenv("ML_ENGINE_MAX_PAGES", "2")
+    dag_run = run_dag("daily_performance", DAY)  # the book needs 3+ pages of 7
+    assert str(dag_run.state) == "failed"
+    assert "ML_ENGINE_MAX_PAGES" in capfd.readouterr().out
+    assert book.query("SELECT count(*) FROM investment.daily_performance") == [(0,)]
+
+
+def test_items_that_parse_but_cannot_be_stored_are_each_their_own_reject(book: Book, engine, monkeypatch) -> None:  # noqa: ANN001
+    """Defect 5 of issue 12: one item with 1e1000000, a trade count beyond the integer column, a NUL
+    or a lone surrogate, a 300,000-digit number or a 3 MB account id failed the whole day with 0
+    rows kept. Each is now that item's reject, with a short reason; the good items are stored."""
+    monkeypatch.setenv("DAILY_REJECT_TOLERANCE", "10")
+    active = sorted(active_on(book, DAY))
+    odd = active[:5]
+    # The engine lists these five only through the raw (hand-written) JSON below.
+    engine.register([{"account_id": a, "opening_balance": "1", "opened_on": "2025-01-01", "closed_on": None,
+                      "initial_balance": "1", "trading": False} for a in odd])
+
+    def raw(account: str, **fields: str) -> str:
+        base = {"account_id": json.dumps(account), "date": '"2026-01-05"', "opening_balance": '"100.00"',
+                "closing_balance": '"101.00"', "daily_return": '"1.00"', "daily_return_percentage": '"1.0"',
+                "trades_executed": "3", "winning_trades": "1", "losing_trades": "1", "ml_agent_data": "{}"}
+        base.update(fields)
+        return "{" + ", ".join(f'"{k}": {v}' for k, v in base.items()) + "}"
+
+    engine.faults(raw_items=[
+        raw(odd[0], opening_balance="1e1000000"),
+        raw(odd[1], trades_executed="99999999999"),
+        raw(odd[2], ml_agent_data='{"note": "a\\u0000b"}'),
+        raw(odd[3], ml_agent_data='{"note": "\\ud800"}'),
+        raw(odd[4], opening_balance="9" * 300_000),
+        raw("x" * 3_000_000),
+    ])
+    dag_run = run_dag("daily_performance", DAY)
+    succeeded(dag_run)
+    stored = {r[0] for r in book.query("SELECT account_id::text FROM investment.daily_performance")}
+    assert stored == set(active) - set(odd)
+    rejects = dict(book.query("SELECT account_id, reason FROM investment.daily_performance_rejects "
+                              "WHERE run_id = %s", (dag_run.run_id,)))
+    assert "opening_balance: out of range" in rejects[odd[0]]
+    assert "trades_executed: out of range" in rejects[odd[1]]
+    assert "NUL character" in rejects[odd[2]]
+    assert "lone surrogate" in rejects[odd[3]]
+    assert "opening_balance" in rejects[odd[4]]
+    assert any("account_id is not a UUID" in r for a, r in rejects.items() if a.startswith("xxx"))
+    assert all(len(a) <= 65 and len(r) <= 1000 for a, r in rejects.items())
+    summary = xcom(dag_run, "summarise")
+    assert summary["rejected_count"] == 6
+    assert len(json.dumps(summary)) < 20_000
+
+
+@pytest.mark.parametrize(("zone", "day"), [
+    ("America/New_York", date(2026, 3, 8)),   # the day the US clocks go forward
+    ("America/New_York", date(2026, 11, 1)),  # and back
+    ("Pacific/Honolulu", date(2026, 1, 5)),
+    ("Asia/Tokyo", date(2026, 1, 5)),
+    ("Pacific/Kiritimati", date(2026, 1, 5)),  # UTC+14: midnight there is the morning before in UTC
+])
+def test_a_run_for_d_stores_d_in_every_zone(book: Book, monkeypatch, zone: str, day: date) -> None:  # noqa: ANN001
+    """Defect 1 of issue 12, for dag.test(): the logical date make job passes for DATE=D (the start of
+    D in CRON_TIMEZONE) stores D, not the day before, whichever side of UTC the zone is."""
+    from investment_jobs.devenv import job_logical_date
+
+    monkeypatch.setenv("CRON_TIMEZONE", zone)
+    logical = datetime.fromisoformat(job_logical_date(day, zone))
+    succeeded(run_dag("daily_performance", logical))
+    assert book.query("SELECT DISTINCT date FROM investment.daily_performance") == [(day,)]
+
+
+def test_an_item_the_database_refuses_despite_validation_is_rejected_not_the_day(book: Book, monkeypatch) -> None:  # noqa: ANN001
+    """The last guard of defect 5 of issue 12: should validation miss a case, the page is copied again
+    item by item and the refused item becomes a reject with the database's own reason."""
+    import dataclasses
+
+    import psycopg
+    from investment_jobs.jobs import daily
+    from investment_jobs.ml_engine.client import MLEngineClient
+    from investment_jobs.performance import validate_item
+
+    victim = sorted(active_on(book, DAY))[4]
+
+    def misses_a_case(raw, day):  # noqa: ANN001, ANN202
+        result = validate_item(raw, day)
+        if getattr(result, "account_id", None) == victim:  # jsonb refuses \u0000: validation "missed" it
+            return dataclasses.replace(result, ml_agent_data='{"note": "\\u0000"}')
+        return result
+
+    monkeypatch.setattr(daily, "validate_item", misses_a_case)
+    st = daily.staging_for(DAY, "refused")
+    with psycopg.connect(book.dsn) as conn, MLEngineClient() as client:
+        daily.snapshot_active_accounts(conn, st, "UTC")
+        pulled = daily.pull_performance(conn, client, st, 7)
+        rejects = conn.execute(f"SELECT account_id, reason FROM {st.table('rejects')}").fetchall()
+        staged = conn.execute(f"SELECT count(*) FROM {st.table('items')}").fetchone()[0]
+        daily.drop_staging(conn, st)
+    assert pulled["rejected"] == 1 and pulled["valid"] == staged == len(active_on(book, DAY)) - 1
+    assert rejects == [(victim, "the database refused the item: unsupported Unicode escape sequence")]

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from investment_jobs.fees import HIGH_WATER_MARK, SIMPLE, minor_unit, minor_unit_exponent, performance_fee
+from investment_jobs.fees import HIGH_WATER_MARK, SIMPLE, performance_fee
+from investment_jobs.money import minor_unit, minor_unit_exponent
 
 D = Decimal
 

@@ -21,7 +21,8 @@ from investment_jobs.money import (
 
 @pytest.mark.parametrize(("raw", "expected"), [
     ("0.1", Decimal("0.1")),
-    (" 12.34567891 ", Decimal("12.34567891")),
+    ("12.34567891", Decimal("12.34567891")),
+    ("-0.5", Decimal("-0.5")),
     (7, Decimal(7)),
     (Decimal("-3.50"), Decimal("-3.50")),
     ("1e2", Decimal("100")),
@@ -36,6 +37,18 @@ def test_parse_decimal_reads_text_exactly(raw: object, expected: Decimal) -> Non
     (Decimal("-Infinity"), "not a finite number"),
     ("12,5", "not a number"),
     ("", "not a number"),
+    # strict decimal text (defect 13 of issue 12): what Decimal() would forgive, the engine may not send
+    (" 12.34567891 ", "not a number"),
+    ("1_00.00", "not a number"),
+    ("+5", "not a number"),
+    (".5", "not a number"),
+    ("5.", "not a number"),
+    ("0012", "not a number"),
+    ("\u0663", "not a number"),  # an Arabic-Indic three: Decimal() reads it as 3
+    ("1" * 300_000, "too long"),
+    ("1e1000000", "out of range"),
+    (Decimal("1e1000000"), "out of range"),
+    (10**400, "out of range"),
     (True, "boolean"),
     (0.1, "binary float"),  # float-ok: proves floats are refused
     (None, "expected a number"),

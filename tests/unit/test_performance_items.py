@@ -46,7 +46,7 @@ def test_agent_data_keeps_exact_numbers_and_refuses_non_finite_ones() -> None:
 def test_json_numbers_work_like_strings() -> None:
     raw = loads_exact(b'{"account_id": "%s", "opening_balance": 1000, "closing_balance": 1000.10,'
                       b' "daily_return": 0.1, "daily_return_percentage": 0.01, "trades_executed": 0,'
-                      b' "winning_trades": 0, "losing_trades": 0}' % ACCOUNT.encode())
+                      b' "winning_trades": 0, "losing_trades": 0, "date": "2026-01-05"}' % ACCOUNT.encode())
     result = validate_item(raw, DAY)
     assert isinstance(result, DailyItem)
     assert result.closing_balance - result.opening_balance == Decimal("0.10")
@@ -71,6 +71,23 @@ def test_json_numbers_work_like_strings() -> None:
     ({"trades_executed": 5}, "winning_trades + losing_trades exceed trades_executed"),
     ({"ml_agent_data": [1, 2]}, "ml_agent_data is not a JSON object"),
     ({"opening_balance": True}, "opening_balance: expected a number, got the boolean"),
+    # lenient parsing (defect 13 of issue 12): strict decimal text, and the item's date is D
+    ({"opening_balance": "1_000.00"}, "opening_balance: not a number"),
+    ({"opening_balance": " 1000.00 "}, "opening_balance: not a number"),
+    ({"date": ...}, "missing field 'date'"),
+    ({"date": 20260105}, "is not the business date 2026-01-05"),
+    # items that parse but could not be stored (defect 5 of issue 12): each is the item's own reject
+    ({"opening_balance": Decimal("1e1000000")}, "opening_balance: out of range"),
+    ({"opening_balance": "1e1000000"}, "opening_balance: out of range"),
+    ({"trades_executed": 2**31}, "trades_executed: out of range"),
+    ({"trades_executed": 10**5000}, "trades_executed: out of range"),
+    ({"ml_agent_data": {"note": "a\x00b"}}, "ml_agent_data holds a NUL character"),
+    ({"ml_agent_data": {"note": "\ud800"}}, "ml_agent_data holds an invalid Unicode string"),
+    ({"ml_agent_data": {"\ud800": 1}}, "ml_agent_data holds an invalid Unicode string"),
+    ({"ml_agent_data": {"x": Decimal("1e5000")}}, "ml_agent_data holds a number out of range"),
+    ({"ml_agent_data": {"x": "y" * 100_000}}, "ml_agent_data is too large"),
+    ({"account_id": "\ud800"}, "account_id is not a UUID"),
+    ({"account_id": "a" * 3_000_000}, "account_id is not a UUID"),
 ])
 def test_each_bad_kind_is_rejected_with_its_reason(changes: dict, reason: str) -> None:
     result = validate_item(item(**changes), DAY)
@@ -95,3 +112,26 @@ def test_not_an_object() -> None:
     result = validate_item(["a"], DAY)
     assert isinstance(result, Rejected)
     assert result.reason == "item is not a JSON object: list"
+
+
+@pytest.mark.parametrize("changes", [
+    {"opening_balance": "9" * 300_000},
+    {"opening_balance": Decimal("9" * 300_000)},
+    {"trades_executed": 10**300_000},
+    {"account_id": "x" * 3_000_000},
+    {"date": "d" * 1_000_000},
+])
+def test_a_huge_value_gives_a_short_reason_and_a_storable_account_id(changes: dict) -> None:
+    """Defect 5 of issue 12: a 300,000-digit number landed whole in the reason (and the summary, the
+    XCom and the exception); a 3 MB account id broke the rejects' index."""
+    result = validate_item(item(**changes), DAY)
+    assert isinstance(result, Rejected)
+    assert len(result.reason) <= 1000
+    assert len(result.account_id) <= 65
+
+
+def test_reasons_and_account_ids_of_rejects_hold_only_storable_text() -> None:
+    result = validate_item(item(account_id="ab\x00\udc00cd", date="\x00"), DAY)
+    assert isinstance(result, Rejected)
+    assert "\x00" not in result.account_id + result.reason
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in result.account_id + result.reason)

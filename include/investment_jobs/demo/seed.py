@@ -96,7 +96,7 @@ def user_of(account_id: str) -> uuid.UUID:
 
 def withdrawal_amount(rng: random.Random, balance: Decimal, currency: str) -> Decimal:
     """Up to a tenth of the balance, payable exactly in the currency (kwd in multiples of 0.010)."""
-    from investment_jobs.fees import minor_unit_exponent
+    from investment_jobs.money import minor_unit_exponent
 
     exponent = minor_unit_exponent(currency)
     step = Decimal("0.010") if exponent == 3 else Decimal(1).scaleb(-exponent)

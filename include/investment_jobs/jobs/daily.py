@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from investment_jobs.config import STAGING_SCHEMA
 from investment_jobs.db.staging import Staging
-from investment_jobs.money import dumps_exact, dumps_lenient
+from investment_jobs.ml_engine.client import page_limit
+from investment_jobs.money import dumps_lenient
 from investment_jobs.performance import DailyItem, Rejected, validate_item
 
 if TYPE_CHECKING:
@@ -102,46 +103,79 @@ def snapshot_active_accounts(conn: psycopg.Connection, st: Staging, timezone: st
     return int(count)
 
 
-def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Staging, page_size: int
-                     ) -> dict[str, int]:
-    """Page D's bulk listing into staging; one page in memory at a time; all or nothing."""
+def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Staging, page_size: int,
+                     max_pages: int | None = None) -> dict[str, int]:
+    """Page D's bulk listing into staging; one page in memory at a time; all or nothing.
+
+    ``max_pages`` bounds the listing (an engine whose cursor never ends fails the run instead of
+    filling staging forever); by default it is what D's active accounts can need (see
+    :func:`page_limit`). An item the database refuses despite validation becomes a reject with the
+    database's reason, never a failed day.
+    """
     received = valid = rejected = pages = 0
+    day = _day(st)
+    if max_pages is None:
+        active = conn.execute(f"SELECT count(*) FROM {st.table('accounts')}").fetchone()[0]
+        max_pages = page_limit(int(active), page_size)
     with conn.transaction():
         conn.execute(f"TRUNCATE {st.table('items')}, {st.table('rejects')}")
         cur = conn.cursor()
-        for page in client.iter_daily_performance(_day(st), page_size):
+        for page in client.iter_daily_performance(day, page_size, max_pages=max_pages):
             pages += 1
-            good: list[DailyItem] = []
+            good: list[tuple[DailyItem, Any]] = []
             bad: list[tuple[Rejected, Any]] = []
             for raw in page:
-                outcome = validate_item(raw, _day(st))
+                outcome = validate_item(raw, day)
                 if isinstance(outcome, DailyItem):
-                    good.append(outcome)
+                    good.append((outcome, raw))
                 else:
                     bad.append((outcome, raw))
             received += len(page)
+            refused = _copy_items(conn, cur, st, good)
+            if refused:
+                bad.extend(refused)
+                good = good[:len(good) - len(refused)]  # only the count is used below
             valid += len(good)
             rejected += len(bad)
-            with cur.copy(f"COPY {st.table('items')} FROM STDIN") as copy:
-                for item in good:
-                    copy.write_row((
-                        item.account_id, item.opening_balance, item.closing_balance, item.daily_return,
-                        item.daily_return_percentage, item.trades_executed, item.winning_trades,
-                        item.losing_trades, item.ml_agent_data,
-                    ))
             if bad:
                 with cur.copy(f"COPY {st.table('rejects')} (account_id, reason, item) FROM STDIN") as copy:
                     for reject, raw in bad:
-                        copy.write_row((reject.account_id, reject.reason, _raw_json(raw)))
+                        copy.write_row((reject.account_id, reject.reason, dumps_lenient(raw)))
         conn.execute(f"ANALYZE {st.table('items')}")
     return {"pages": pages, "received": received, "valid": valid, "rejected": rejected}
 
 
-def _raw_json(raw: Any) -> str:
+def _item_row(item: DailyItem) -> tuple:
+    return (item.account_id, item.opening_balance, item.closing_balance, item.daily_return,
+            item.daily_return_percentage, item.trades_executed, item.winning_trades, item.losing_trades,
+            item.ml_agent_data)
+
+
+def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, st: Staging, items: list[tuple[DailyItem, Any]]
+                ) -> list[tuple[Rejected, Any]]:
+    """COPY a page of valid items into staging in a savepoint. Should the database still refuse one
+    (a case validation missed), the page is written again item by item and each refused item comes
+    back as a reject with the database's reason: one odd item never fails the day."""
+    import psycopg
+
+    statement = f"COPY {st.table('items')} FROM STDIN"
+    refusals = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
     try:
-        return dumps_exact(raw)
-    except (TypeError, ValueError):
-        return dumps_lenient(raw)
+        with conn.transaction(), cur.copy(statement) as copy:
+            for item, _ in items:
+                copy.write_row(_item_row(item))
+        return []
+    except refusals:
+        pass
+    refused: list[tuple[Rejected, Any]] = []
+    for item, raw in items:
+        try:
+            with conn.transaction(), cur.copy(statement) as copy:
+                copy.write_row(_item_row(item))
+        except refusals as exc:
+            message = getattr(getattr(exc, "diag", None), "message_primary", None) or type(exc).__name__
+            refused.append((Rejected(item.account_id, f"the database refused the item: {message[:300]}"), raw))
+    return refused
 
 
 def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:

@@ -15,16 +15,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from investment_jobs.money import NotADecimal, dumps_exact, dumps_lenient, parse_decimal
-from investment_jobs.performance import DailyItem, validate_item
+from investment_jobs.money import NotADecimal, dumps_lenient, parse_decimal, quoted
+from investment_jobs.performance import (
+    MAX_REASON,
+    DailyItem,
+    agent_data_json,
+    storable_text,
+    unstorable_json,
+    validate_item,
+)
 
 if TYPE_CHECKING:
     import psycopg
     from investment_jobs.ml_engine.client import MLEngineClient
 
 AGENT_NUMERIC = ("win_rate", "pnl", "sharpe_ratio", "max_drawdown")
+# (decimals the column keeps, exclusive bound of the absolute value): migration 0003's columns.
+AGENT_COLUMNS = {"win_rate": (10, 10**10), "pnl": (8, 10**12), "sharpe_ratio": (10, 10**10),
+                 "max_drawdown": (10, 10**10)}
+MAX_AGENT_ID = 200  # characters; agent_id is part of agent_performance's primary key
 AGENT_KNOWN = {"agent_id", "product_id", "date", "total_trades", *AGENT_NUMERIC}
 COMPARED = ("opening_balance", "closing_balance", "daily_return", "daily_return_percentage",
             "trades_executed", "winning_trades", "losing_trades")
@@ -39,34 +51,43 @@ def validate_agent_item(raw: Any, day: date) -> tuple[dict[str, Any] | None, str
     agent_id = raw.get("agent_id")
     if not isinstance(agent_id, str) or not agent_id.strip():
         problems.append("missing or empty agent_id")
+    elif len(agent_id) > MAX_AGENT_ID or unstorable_json(agent_id):
+        problems.append(f"agent_id is too long or not storable text: {quoted(agent_id)}")
     try:
-        product_id = str(uuid.UUID(str(raw.get("product_id"))))
+        product_id = str(uuid.UUID(str(raw.get("product_id"))[:64]))
     except ValueError:
         product_id = None
-        problems.append(f"product_id is not a UUID: {str(raw.get('product_id'))[:64]!r}")
-    if str(raw.get("date")) != day.isoformat():
-        problems.append(f"item date {str(raw.get('date'))[:32]!r} is not {day}")
+        problems.append(f"product_id is not a UUID: {quoted(raw.get('product_id'))}")
+    if raw.get("date") != day.isoformat():
+        problems.append(f"item date {quoted(raw.get('date'))} is not {day}")
     row: dict[str, Any] = {"agent_id": agent_id, "product_id": product_id}
     trades = raw.get("total_trades")
-    if trades is not None and (type(trades) is not int or trades < 0):
-        problems.append(f"total_trades is not a whole number >= 0: {trades!r}")
+    if trades is not None and (type(trades) is not int or not 0 <= trades < 2**31):
+        problems.append(f"total_trades is not a whole number from 0 to 2147483647: {quoted(trades)}")
     row["total_trades"] = trades
     for name in AGENT_NUMERIC:
         value = raw.get(name)
         if value is None:
             row[name] = None
             continue
+        scale, bound = AGENT_COLUMNS[name]
         try:
-            row[name] = parse_decimal(value)
+            number = parse_decimal(value)
         except NotADecimal as exc:
             problems.append(f"{name}: {exc}")
+            continue
+        if abs(number) >= bound:
+            problems.append(f"{name}: out of range ({quoted(number)})")
+        elif number != number.quantize(Decimal(1).scaleb(-scale)):
+            problems.append(f"{name}: more than {scale} decimal places ({quoted(number)})")
+        else:
+            row[name] = number
     extra = {k: v for k, v in raw.items() if k not in AGENT_KNOWN}
-    try:
-        row["metrics"] = dumps_exact(extra)
-    except ValueError:
-        problems.append("a metric holds a non-finite number (NaN or Infinity)")
+    row["metrics"], why = agent_data_json(extra)
+    if why:
+        problems.append(why.replace("ml_agent_data", "a metric", 1))
     if problems:
-        return None, "; ".join(problems)
+        return None, storable_text("; ".join(problems), MAX_REASON)
     return row, ""
 
 
@@ -74,7 +95,7 @@ def _reject(cur: psycopg.Cursor, run_id: str, day: date, source: str, key: str, 
     cur.execute(
         """INSERT INTO investment.ml_sync_rejects (run_id, date, source, item_key, reason, item)
            VALUES (%s, %s, %s, %s, %s, %s)""",
-        (run_id, day, source, key, reason, dumps_lenient(raw)))
+        (run_id, day, source, storable_text(key, 64), storable_text(reason, MAX_REASON), dumps_lenient(raw)))
 
 
 def sync_agents(conn: psycopg.Connection, client: MLEngineClient, day: date, run_id: str) -> dict[str, int]:
@@ -129,18 +150,23 @@ def reconcile_dates(day: date, days: int) -> list[date]:
     return [day - timedelta(days=n) for n in range(1, days + 1)]
 
 
-def reconcile(conn: psycopg.Connection, client: MLEngineClient, day: date, run_id: str, page_size: int
-              ) -> dict[str, int]:
+def reconcile(conn: psycopg.Connection, client: MLEngineClient, day: date, run_id: str, page_size: int,
+              max_pages: int | None = None) -> dict[str, int]:
     """Compare one ended date's engine figures with the stored rows; record the differences."""
+    from investment_jobs.ml_engine.client import page_limit
+
     received = rejected = 0
     with conn.transaction():
+        if max_pages is None:
+            accounts = conn.execute("SELECT count(*) FROM investment.accounts").fetchone()[0]
+            max_pages = page_limit(accounts, page_size)
         cur = conn.cursor()
         cur.execute("DELETE FROM investment.ml_sync_rejects WHERE run_id = %s AND date = %s AND source = 'accounts'",
                     (run_id, day))
         cur.execute("""CREATE TEMP TABLE engine_days (account_id uuid, opening_balance numeric,
                        closing_balance numeric, daily_return numeric, daily_return_percentage numeric,
                        trades_executed integer, winning_trades integer, losing_trades integer) ON COMMIT DROP""")
-        for page in client.iter_daily_performance(day, page_size):
+        for page in client.iter_daily_performance(day, page_size, max_pages=max_pages):
             received += len(page)
             with cur.copy("COPY engine_days FROM STDIN") as copy:
                 bad = []

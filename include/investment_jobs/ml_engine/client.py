@@ -36,6 +36,16 @@ class PermanentEngineError(EngineError):
         self.status = status
 
 
+PAGE_SLACK = 10  # pages beyond a full listing's: an engine may send shorter pages than asked for
+
+
+def page_limit(accounts: int, page_size: int) -> int:
+    """The most pages a bulk listing may take: twice what ``accounts`` need at full pages, plus
+    PAGE_SLACK (``ML_ENGINE_MAX_PAGES`` overrides it). More means the engine's cursor does not end."""
+    full = -(-max(accounts, 1) // max(page_size, 1))
+    return 2 * full + PAGE_SLACK
+
+
 class MLEngineClient:
     def __init__(self, conn_id: str = ML_ENGINE_CONN_ID, policy: HttpRetryPolicy | None = None) -> None:
         self.conn_id = conn_id
@@ -85,8 +95,8 @@ class MLEngineClient:
                 return None
             try:
                 return loads_exact(response.content)
-            except ValueError as exc:
-                raise PermanentEngineError(f"{method} {path}: body is not JSON ({exc})") from None
+            except (ValueError, RecursionError) as exc:
+                raise PermanentEngineError(f"{method} {path}: body is not JSON ({str(exc)[:200]})") from None
 
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.attempts),
@@ -96,9 +106,17 @@ class MLEngineClient:
         )
         return retrying(once)
 
-    def iter_daily_performance(self, business_date: date, limit: int) -> Iterator[list[Any]]:
-        """Yield the bulk listing of one date, page by page (raw items, Decimal amounts)."""
+    def iter_daily_performance(self, business_date: date, limit: int, max_pages: int | None = None
+                               ) -> Iterator[list[Any]]:
+        """Yield the bulk listing of one date, page by page (raw items, Decimal amounts).
+
+        The listing ends when ``next_cursor`` is null. A cursor seen before (a repeat or a cycle)
+        or more than ``max_pages`` pages is the engine's fault, not an end: it raises
+        :class:`PermanentEngineError`, so the caller writes nothing for the date.
+        """
         cursor: str | None = None
+        seen: set[str] = set()
+        pages = 0
         while True:
             params: dict[str, Any] = {"date": business_date.isoformat(), "limit": limit}
             if cursor:
@@ -106,12 +124,23 @@ class MLEngineClient:
             body = self._request("GET", "/api/v1/performance/daily", params=params)
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                 raise PermanentEngineError("bulk listing: expected {'items': [...], 'next_cursor': ...}")
+            pages += 1
             yield body["items"]
             cursor = body.get("next_cursor")
             if cursor is None:
                 return
             if not isinstance(cursor, str) or not cursor:
-                raise PermanentEngineError(f"bulk listing: bad next_cursor {cursor!r}")
+                raise PermanentEngineError(f"bulk listing: bad next_cursor {str(cursor)[:80]!r}")
+            if cursor in seen:
+                raise PermanentEngineError(
+                    f"bulk listing for {business_date}: next_cursor {cursor[:80]!r} came back after {pages} "
+                    "page(s) (the engine's paging repeats or cycles); nothing was written for the date")
+            if max_pages is not None and pages >= max_pages:
+                raise PermanentEngineError(
+                    f"bulk listing for {business_date}: still not finished after {pages} pages of up to {limit} "
+                    f"items, more than the active accounts can need (ML_ENGINE_MAX_PAGES sets the limit); "
+                    "nothing was written for the date")
+            seen.add(cursor)
 
     def account_performance(self, account_id: str, start: date, end: date) -> list[Any]:
         body = self._request("GET", f"/api/v1/accounts/{account_id}/performance",

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from investment_jobs.ml_engine.data import EngineAccount, agent_items, daily_item
 
+PAGING_FAULTS = ("", "repeat", "cycle", "endless")
 MALFORMED_KINDS = ("missing_field", "non_numeric", "nan", "infinity", "negative_closing", "return_mismatch")
 
 
@@ -39,6 +40,11 @@ class Faults:
     unknown_accounts: int = 0
     duplicate_accounts: list[str] = field(default_factory=list)
     malformed_agents: int = 0  # the first N agent items get a non-numeric pnl
+    # The listing's paging breaks: "repeat" (the last page names itself as next), "cycle" (the last
+    # page points back to the first), "endless" (the last page comes again and again, each time
+    # with a new cursor).
+    paging: str = ""
+    raw_items: list[str] = field(default_factory=list)  # JSON texts appended to each date's listing
 
     @classmethod
     def from_json(cls, body: dict) -> Faults:
@@ -52,7 +58,11 @@ class Faults:
             unknown_accounts=int(body.get("unknown_accounts", 0)),
             duplicate_accounts=list(body.get("duplicate_accounts", [])),
             malformed_agents=int(body.get("malformed_agents", 0)),
+            paging=str(body.get("paging", "")),
+            raw_items=[str(t) for t in body.get("raw_items", [])],
         )
+        if faults.paging not in PAGING_FAULTS:
+            raise ValueError(f"unknown paging fault {faults.paging!r}; one of {PAGING_FAULTS}")
         for kind in faults.malformed.values():
             if kind not in MALFORMED_KINDS:
                 raise ValueError(f"unknown malformed kind {kind!r}; one of {MALFORMED_KINDS}")
@@ -110,8 +120,17 @@ class EngineState:
         chunks = [items[i:i + limit] for i in range(0, len(items), limit)] or [[]]
         bodies = []
         for n, chunk in enumerate(chunks):
-            next_cursor = _cursor(n + 1) if n + 1 < len(chunks) else None
-            bodies.append(json.dumps({"items": chunk, "next_cursor": next_cursor}).encode())
+            last = n + 1 == len(chunks)
+            next_cursor = None if last else _cursor(n + 1)
+            if last and self.faults.paging == "repeat":
+                next_cursor = _cursor(n)
+            elif last and self.faults.paging == "cycle":
+                next_cursor = _cursor(0)
+            elif last and self.faults.paging == "endless":
+                next_cursor = ENDLESS
+            texts = [json.dumps(item) for item in chunk] + (self.faults.raw_items if last else [])
+            bodies.append(('{"items": [' + ", ".join(texts) + '], "next_cursor": ' + json.dumps(next_cursor)
+                           + "}").encode())
         with self.lock:
             self._pages[key] = bodies
         return bodies
@@ -137,15 +156,18 @@ def _malform(item: dict, kind: str) -> dict:
     return item
 
 
-def _cursor(page: int) -> str:
-    return base64.urlsafe_b64encode(f"page:{page}".encode()).decode()
+ENDLESS = "endless"  # placeholder the endless paging fault replaces with a new cursor per request
+
+
+def _cursor(page: int, serial: int = 0) -> str:
+    return base64.urlsafe_b64encode(f"page:{page}:{serial}".encode()).decode()
 
 
 def _page_of(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)[1])
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode().split(":")[1])
     except Exception as exc:
         raise ValueError("bad cursor") from exc
 
@@ -198,7 +220,13 @@ def create_app(state: EngineState | None = None) -> FastAPI:
         bodies = state.pages(day, limit)
         if page >= len(bodies):
             return _error(400, "cursor past the end")
-        return Response(bodies[page], media_type="application/json")
+        body = bodies[page]
+        if state.faults.paging == "endless" and page + 1 == len(bodies):
+            with state.lock:
+                state.stats["endless_pages"] += 1
+                serial = state.stats["endless_pages"]
+            body = body.replace(json.dumps(ENDLESS).encode(), json.dumps(_cursor(page, serial)).encode())
+        return Response(body, media_type="application/json")
 
     @app.get("/api/v1/accounts/{account_id}/performance")
     def account_performance(account_id: str, start_date: str, end_date: str) -> Response:
