@@ -21,7 +21,11 @@ are rounded to the currency's minor unit (0 decimals for jpy, 3 for kwd, …), h
 
 **Reruns are safe.** An account's month is distributed once: the unique (account_id, period) key
 and an advisory lock hold that even for two runs at the same time. A rerun distributes only
-accounts that were held back before.
+accounts that were held back before, at the rate the period's first run used (a product's fee
+changed in between applies from the next period; the summary lists it under
+`rates_kept_from_first_run`). An account opened and closed on the same day was active on no day
+and gets no row; an account whose fee cannot be computed is held back with the reason, and never
+stops the others.
 
 **When it fails.**
 - *account(s) held back*: a day on which the account was active has no `daily_performance` row.

@@ -273,3 +273,109 @@ def test_a_month_that_has_not_ended_fails_at_once(book: Book) -> None:
     assert str(dag_run.state) == "failed"
     assert task_states(dag_run)["assess_accounts"] == "failed"
     assert book.query("SELECT count(*) FROM investment.distributions") == [(0,)]
+
+
+def test_an_account_opened_and_closed_on_the_same_day_gets_no_row_and_stops_nobody(january: Book) -> None:
+    """Defect 3 of issue 12: such an account crashed compute_fees (gross None) and no account of the
+    book was distributed; retries could not fix it. It was active on no day of the month (contracts:
+    closed_at must fall after D), so it gets no row; everyone else is distributed."""
+    with january.connect() as conn:
+        user, product = conn.execute("SELECT user_id, product_id FROM investment.accounts LIMIT 1").fetchone()
+        blink = conn.execute(
+            """INSERT INTO investment.accounts (user_id, product_id, status, initial_investment, current_balance,
+                   opened_at, closed_at)
+               VALUES (%s, %s, 'closed', 500, 0, '2026-01-12 09:00+00', '2026-01-12 17:00+00')
+               RETURNING id::text""", (user, product)).fetchone()[0]
+    dag_run = run_dag("monthly_distribution", JAN)
+    succeeded(dag_run)
+    distributed = {r[0] for r in january.query("SELECT account_id::text FROM investment.distributions")}
+    assert blink not in distributed
+    assert distributed == active_in(january, JAN, JAN_END) - {blink}
+
+
+def test_one_account_whose_fee_cannot_be_computed_is_held_and_the_others_distributed(january: Book,
+                                                                                     monkeypatch) -> None:  # noqa: ANN001
+    """Whatever one odd account holds, it never stops the others: it is held back with the reason."""
+    from investment_jobs import fees
+
+    victim = sorted(active_in(january, JAN, JAN_END))[2]
+    real = fees.performance_fee
+
+    def refuses_one(gross, rate, currency, *args):  # noqa: ANN001, ANN202
+        if gross == victim_gross:
+            raise ValueError("a value the fee model refuses")
+        return real(gross, rate, currency, *args)
+
+    victim_gross = month_of_stored_days(january, JAN, JAN_END)[victim][0]
+    monkeypatch.setattr(monthly, "performance_fee", refuses_one)
+    st = monthly.staging_for("2026-01", "odd")
+    with psycopg.connect(january.dsn) as conn:
+        outcomes = monthly.assess_accounts(conn, st, "UTC")
+        assert monthly.compute_fees(conn, st)["held_error"] >= 1
+        written = monthly.distribute(conn, st)
+        summary = monthly.summarise(conn, st, {**outcomes, **written})
+        monthly.drop_staging(conn, st)
+    held = {h["account_id"]: h for h in summary["held_back"]}
+    assert held[victim]["reason"] == "held_error" and "a value the fee model refuses" in held[victim]["why"]
+    distributed = {r[0] for r in january.query("SELECT account_id::text FROM investment.distributions")}
+    assert victim not in distributed and len(distributed) >= len(active_in(january, JAN, JAN_END)) - len(held)
+    with pytest.raises(monthly.DistributionIncomplete, match="a value the fee model refuses"):
+        monthly.check_complete(summary)
+
+
+def test_a_periods_rate_is_fixed_by_its_first_distribution_run(january: Book) -> None:
+    """Defect 10 of issue 12: a month distributed in two runs (an account held back, the product's
+    fee changed in between) ended with two rates for one product and month. The rate of a period is
+    the one its first distribution run used; the summary says the product's rate has changed since."""
+    gap_account = sorted(active_in(january, JAN, JAN_END))[3]
+    with january.connect() as conn:
+        conn.execute("DELETE FROM investment.daily_performance WHERE account_id = %s AND date = '2026-01-17'",
+                     (gap_account,))
+        product, first_rate, currency = conn.execute(
+            """SELECT p.id, p.performance_fee_percentage, p.currency FROM investment.accounts a
+               JOIN investment.products p ON p.id = a.product_id WHERE a.id = %s""", (gap_account,)).fetchone()
+    assert str(run_dag("monthly_distribution", JAN).state) == "failed"  # held back
+    with january.connect() as conn:
+        conn.execute("UPDATE investment.products SET performance_fee_percentage = 40 WHERE id = %s", (product,))
+    fill_days(january, date(2026, 1, 17), date(2026, 1, 17))
+    dag_run = run_dag("monthly_distribution", JAN)
+    succeeded(dag_run)
+    rates = january.query("SELECT DISTINCT performance_fee_percentage FROM investment.distributions "
+                          "WHERE product_id = %s AND period = '2026-01'", (product,))
+    assert rates == [(first_rate,)]
+    gross, fee = january.query("SELECT gross_profit, performance_fee_amount FROM investment.distributions "
+                               "WHERE account_id = %s", (gap_account,))[0]
+    assert fee == performance_fee(gross, first_rate, currency).fee
+    kept = xcom(dag_run, "summarise")["rates_kept_from_first_run"]
+    assert [(k["product_id"], Decimal(k["period_rate"]), Decimal(k["product_rate_now"])) for k in kept] == [
+        (str(product), first_rate, Decimal(40))]
+    # A new period takes the product's new rate.
+    assert january.query("SELECT performance_fee_percentage FROM investment.distribution_rates "
+                         "WHERE period = '2026-01' AND product_id = %s", (product,)) == [(first_rate,)]
+
+
+def test_jpy_net_profit_is_gross_minus_a_whole_yen_fee_exactly(book: Book) -> None:
+    """Defect 9 of issue 12, decided (README, "Rounding"): the fee is in the currency's minor unit;
+    the credited net profit is gross − fee exactly, sub-yen part included, because the engine keeps
+    balances to 8 decimals in every currency and money leaves only through payouts, which are whole
+    minor units. fee + net == gross holds to the last digit."""
+    with book.connect() as conn:
+        jpy = conn.execute("SELECT id FROM investment.products WHERE currency = 'jpy'").fetchone()[0]
+        account = conn.execute("SELECT id::text FROM investment.accounts WHERE product_id = %s AND status = 'active' "
+                               "ORDER BY id LIMIT 1", (jpy,)).fetchone()[0]
+    fill_days(book, JAN, JAN_END)
+    with book.connect() as conn:  # a month whose gross has a sub-yen part: 2911.38
+        conn.execute("UPDATE investment.daily_performance SET daily_return = 0, closing_balance = opening_balance "
+                     "WHERE account_id = %s", (account,))
+        conn.execute("""UPDATE investment.daily_performance SET daily_return = 2911.38,
+                        closing_balance = opening_balance + 2911.38 WHERE account_id = %s AND date = '2026-01-20'""",
+                     (account,))
+        rechain(conn)
+    succeeded(run_dag("monthly_distribution", JAN))
+    gross, rate, fee, net, tx = book.query(
+        """SELECT gross_profit, performance_fee_percentage, performance_fee_amount, net_profit, transaction_id
+           FROM investment.distributions WHERE account_id = %s""", (account,))[0]
+    assert gross == Decimal("2911.38") and rate == Decimal(25)
+    assert fee == Decimal(728) and fee == fee.to_integral_value()  # 727.845 → 728, half-even, whole yen
+    assert net == Decimal("2183.38") and fee + net == gross
+    assert book.query("SELECT amount FROM investment.transactions WHERE id = %s", (tx,)) == [(net,)]

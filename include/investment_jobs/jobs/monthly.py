@@ -75,6 +75,9 @@ def assess_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
                 WHERE a.status <> 'suspended'
                   AND (a.opened_at AT TIME ZONE %(tz)s)::date <= %(end)s
                   AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(start)s)
+                  -- active on at least one day: one opened and closed on the same day never was
+                  AND (a.closed_at IS NULL
+                       OR (a.closed_at AT TIME ZONE %(tz)s)::date > (a.opened_at AT TIME ZONE %(tz)s)::date)
             ), stored AS (
                 SELECT dp.account_id,
                        count(*) FILTER (WHERE dp.date BETWEEN ac.active_start AND ac.active_end)
@@ -91,7 +94,14 @@ def assess_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
                    ac.active_start, ac.active_end, ac.active_end - ac.active_start + 1 AS expected_days,
                    coalesce(s.stored_days, 0) AS stored_days,
                    s.gross_profit, s.opening_balance, s.closing_balance, s.cumulative_return,
-                   p.currency, p.performance_fee_percentage, p.fee_model,
+                   p.currency,
+                   -- the rate of a period is the one its first distribution run used
+                   coalesce(r.performance_fee_percentage, p.performance_fee_percentage)
+                       AS performance_fee_percentage,
+                   coalesce(r.fee_model, p.fee_model) AS fee_model,
+                   p.performance_fee_percentage AS product_fee_percentage, p.fee_model AS product_fee_model,
+                   r.fixed_by_run AS rate_fixed_by_run,
+                   NULL::text AS hold_reason,
                    d.id AS distribution_id, d.gross_profit AS distributed_gross,
                    d.opening_balance AS distributed_opening, d.closing_balance AS distributed_closing,
                    CASE
@@ -101,7 +111,7 @@ def assess_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
                      WHEN d.id IS NOT NULL THEN 'already'
                      WHEN coalesce(s.stored_days, 0) < ac.active_end - ac.active_start + 1
                        THEN 'held_incomplete'
-                     WHEN p.fee_model = 'high_water_mark' AND EXISTS (
+                     WHEN coalesce(r.fee_model, p.fee_model) = 'high_water_mark' AND EXISTS (
                           SELECT 1 FROM investment.distributions l
                           WHERE l.account_id = ac.account_id AND l.period > %(period)s)
                        THEN 'held_order'
@@ -109,6 +119,7 @@ def assess_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
                    END AS outcome
             FROM active ac
             JOIN investment.products p ON p.id = ac.product_id
+            LEFT JOIN investment.distribution_rates r ON r.period = %(period)s AND r.product_id = ac.product_id
             LEFT JOIN stored s USING (account_id)
             LEFT JOIN investment.distributions d ON d.account_id = ac.account_id AND d.period = %(period)s
             """, st), params)
@@ -135,10 +146,17 @@ def assess_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> dic
 
 
 def compute_fees(conn: psycopg.Connection, st: Staging, batch: int = 5000) -> dict[str, int]:
-    """Fee and net for each account to distribute, in Decimal, streamed (memory bounded by batch)."""
+    """Fee and net for each account to distribute, in Decimal, streamed (memory bounded by batch).
+
+    An account whose fee cannot be computed (a value the fee model refuses) is held back with the
+    reason (outcome ``held_error``); it never stops the others.
+    """
     computed = 0
+    errors: list[tuple[str, str]] = []
     with conn.transaction():
         conn.execute(_fill("TRUNCATE {ready}", st))
+        conn.execute(_fill("UPDATE {assessed} SET outcome = 'distribute', hold_reason = NULL "
+                           "WHERE outcome = 'held_error'", st))  # a retry starts afresh
         # A server-side cursor and a COPY cannot share the connection at once: fetch, then copy.
         with conn.cursor(name=f"md_fees_{st.tag}") as source, conn.cursor() as sink:
             source.execute(_fill(
@@ -150,10 +168,20 @@ def compute_fees(conn: psycopg.Connection, st: Staging, batch: int = 5000) -> di
                     "COPY {ready} (account_id, status, fee, net, high_water_mark_after) FROM STDIN", st)
                 ) as copy:
                     for account_id, gross, rate, currency, model, cumulative, mark in rows:
-                        fee = performance_fee(gross, rate, currency, model, cumulative, mark)
+                        try:
+                            if gross is None:
+                                raise ValueError("no stored day in the period to distribute")
+                            fee = performance_fee(gross, rate, currency, model, cumulative, mark)
+                        except (ValueError, ArithmeticError) as exc:
+                            errors.append((str(account_id), f"the fee could not be computed: {str(exc)[:300]}"))
+                            continue
                         copy.write_row((account_id, fee.status, fee.fee, fee.net, fee.high_water_mark_after))
-                computed += len(rows)
-    return {"computed": computed}
+                        computed += 1
+        if errors:
+            conn.cursor().executemany(_fill(
+                "UPDATE {assessed} SET outcome = 'held_error', hold_reason = %s WHERE account_id = %s", st),
+                [(why, account_id) for account_id, why in errors])
+    return {"computed": computed, "held_error": len(errors)}
 
 
 def distribute(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
@@ -161,6 +189,15 @@ def distribute(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
     params = _bounds(st)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        # The first run that distributes a product's accounts for P fixes P's rate for that product.
+        conn.execute(_fill(
+            """
+            INSERT INTO investment.distribution_rates (period, product_id, performance_fee_percentage, fee_model,
+                                                       fixed_by_run)
+            SELECT DISTINCT %(period)s, s.product_id, s.performance_fee_percentage, s.fee_model, %(run)s
+            FROM {ready} r JOIN {assessed} s USING (account_id)
+            ON CONFLICT (period, product_id) DO NOTHING
+            """, st), {**params, "run": st.run_id})
         rows = conn.execute(_fill(
             """
             WITH prepared AS (
@@ -170,8 +207,11 @@ def distribute(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
                 FROM {ready} r
                 JOIN {assessed} s USING (account_id)
                 JOIN investment.accounts a ON a.id = r.account_id
-                -- the mark the fee was computed from must still be the account's mark
+                JOIN investment.distribution_rates fr ON fr.period = %(period)s AND fr.product_id = s.product_id
+                -- the mark the fee was computed from must still be the account's mark, and the rate the
+                -- period's (another run may have fixed it meanwhile: then this one is not written)
                 WHERE a.high_water_mark = s.high_water_mark
+                  AND (fr.performance_fee_percentage, fr.fee_model) = (s.performance_fee_percentage, s.fee_model)
             ), inserted AS (
                 INSERT INTO investment.distributions (
                     id, account_id, product_id, user_id, period, period_start, period_end,
@@ -209,7 +249,7 @@ def distribute(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
     written = {"distributed": 0, "no_profit": 0}
     for (status,) in rows:
         written[status] += 1
-    # Computed but not written: another run got there first, or the mark moved meanwhile.
+    # Computed but not written: another run got there first, or the mark or the period's rate moved.
     written["not_written"] = int(computed) - len(rows)
     return written
 
@@ -224,10 +264,19 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> 
            WHERE d.period = %(period)s GROUP BY 1, 2 ORDER BY 1, 2""", params).fetchall()
     held = conn.execute(_fill(
         """SELECT a.account_id::text, a.outcome, coalesce(array_agg(m.date ORDER BY m.date)
-                  FILTER (WHERE m.date IS NOT NULL), '{{}}')
+                  FILTER (WHERE m.date IS NOT NULL), '{{}}'), a.hold_reason
            FROM {assessed} a LEFT JOIN {missing} m USING (account_id)
-           WHERE a.outcome IN ('held_incomplete', 'held_order')
-           GROUP BY 1, 2 ORDER BY 1""", st)).fetchall()
+           WHERE a.outcome IN ('held_incomplete', 'held_order', 'held_error')
+           GROUP BY 1, 2, 4 ORDER BY 1""", st)).fetchall()
+    outcomes = dict(conn.execute(_fill("SELECT outcome, count(*) FROM {assessed} GROUP BY 1", st)).fetchall())
+    # Products whose rate changed after the period's first run: the period keeps the first rate.
+    rate_changes = conn.execute(_fill(
+        """SELECT DISTINCT product_id::text, performance_fee_percentage, fee_model, product_fee_percentage,
+                  product_fee_model, rate_fixed_by_run
+           FROM {assessed}
+           WHERE rate_fixed_by_run IS NOT NULL
+             AND (performance_fee_percentage, fee_model) IS DISTINCT FROM (product_fee_percentage, product_fee_model)
+           ORDER BY 1""", st)).fetchall()
     drift = conn.execute(_fill(
         """SELECT account_id::text, distributed_gross, gross_profit, distributed_opening, opening_balance,
                   distributed_closing, closing_balance
@@ -253,16 +302,21 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> 
         "job_name": "monthly_distribution",
         "period": st.key,
         "run_id": st.run_id,
-        "accounts_active_in_period": sum(v for k, v in counts.items() if k in OUTCOMES),
-        "outcomes": {k: counts.get(k, 0) for k in OUTCOMES},
+        "accounts_active_in_period": sum(int(v) for v in outcomes.values()),
+        "outcomes": {k: int(outcomes.get(k, 0)) for k in OUTCOMES},
         "written_this_run": {k: counts.get(k, 0) for k in ("distributed", "no_profit", "not_written")},
         "period_totals_by_currency": {
             cur: {**v, **{k: str(v[k]) for k in ("gross_profit", "performance_fees", "net_profit")}}
             for cur, v in money.items()
         },
         "held_back_count": len(held),
-        "held_back": [{"account_id": a, "reason": o, "missing_dates": [d.isoformat() for d in days]}
-                      for a, o, days in held[:SUMMARY_ID_LIMIT]],
+        "held_back": [{"account_id": a, "reason": o, "missing_dates": [d.isoformat() for d in days],
+                       **({"why": why} if why else {})}
+                      for a, o, days, why in held[:SUMMARY_ID_LIMIT]],
+        "rates_kept_from_first_run": [
+            {"product_id": pid, "period_rate": str(rate), "period_fee_model": model, "product_rate_now": str(now),
+             "product_fee_model_now": model_now, "fixed_by_run": run}
+            for pid, rate, model, now, model_now, run in rate_changes],
         "drift_count": len(drift),
         "processed": counts.get("distributed", 0) + counts.get("no_profit", 0),
         "error_count": len(held) + len(drift),
@@ -270,7 +324,7 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> 
     }
 
 
-OUTCOMES = ("distribute", "already", "held_incomplete", "held_order", "drift")
+OUTCOMES = ("distribute", "already", "held_incomplete", "held_order", "held_error", "drift")
 
 
 def check_complete(summary: dict[str, Any]) -> None:
@@ -278,10 +332,13 @@ def check_complete(summary: dict[str, Any]) -> None:
     problems = []
     if summary["held_back_count"]:
         later = "a later month of this high-water-mark account is already distributed"
-        listed = "; ".join(
-            f"{h['account_id']} ("
-            + ("missing " + ", ".join(h["missing_dates"][:5]) if h["missing_dates"] else later) + ")"
-            for h in summary["held_back"][:10])
+
+        def why(held: dict[str, Any]) -> str:
+            if held["missing_dates"]:
+                return "missing " + ", ".join(held["missing_dates"][:5])
+            return held.get("why") or later
+
+        listed = "; ".join(f"{h['account_id']} ({why(h)})" for h in summary["held_back"][:10])
         problems.append(f"{summary['held_back_count']} account(s) held back, not distributed: {listed}. "
                         "Backfill daily_performance for the missing dates, then rerun this period")
     if summary["drift_count"]:
