@@ -12,7 +12,8 @@ the run's logical date plays no part.
    minus the amounts of requests already in `processing`) and moves it to `processing`, which
    reserves the amount. Rejected here, with the reason in `rejection_reason`: account not
    active, no `bank_account_id` in `destination_details`, an amount the currency cannot pay
-   exactly (e.g. 3 decimals in usd, or kwd not in multiples of 0.010), insufficient balance.
+   exactly in Stripe's units (e.g. 3 decimals in usd, kwd not in multiples of 0.010, huf/twd not
+   whole), insufficient balance.
 2. *pay*: creates the payout with idempotency key `withdrawal-<request id>` and stores its id at
    once. Pool `stripe_api`.
 3. *settle*: reads the payouts back. `paid` → `completed`: one `withdrawal` transaction, the
@@ -38,7 +39,13 @@ Stripe's 24 h key window the job first looks the payout up by its metadata.
   no longer covers it, or a payout that does not match its request. Check Stripe, fix, then
   clear `needs_operator`; the next run continues.
 - Definite refusals (invalid destination, `balance_insufficient` on the platform's Stripe
-  balance, authentication) end the request `failed` with the reason; the run still succeeds.
+  balance) end the request `failed` with the reason; the run still succeeds.
+- *Stripe refused the API key* (401/403: a wrong, rotated or restricted key): the run stops at the
+  first refusal and changes no request; fix the `stripe_default` connection (Admin → Connections →
+  Test) and the next run pays each request once with the same keys.
+- An account closed or suspended after the claim is not paid: the request is rejected with the
+  reason (or, after an earlier attempt, waits for an operator: a payout may exist).
+- A payout id Stripe does not know holds that one request for an operator; the others settle.
 - `bank_transfer` requests are never paid here: they stay `approved` and the summary lists them
   as awaiting a manual transfer.
 """
@@ -79,17 +86,22 @@ def withdrawal_processing() -> None:
         """One payout per processing request without one; ambiguous answers make the task retry."""
         from datetime import timedelta
 
+        from airflow.sdk.exceptions import AirflowFailException
         from investment_jobs import config
         from investment_jobs.dag_support import log_summary
         from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.withdrawals import PayoutsStillAmbiguous
+        from investment_jobs.jobs.withdrawals import PayoutsStillAmbiguous, StripeRefusedThePlatform
         from investment_jobs.jobs.withdrawals import pay as pay_requests
         from investment_jobs.stripe.hook import StripeHook
 
         policy = config.stripe_http_policy()
         with connect() as conn:
-            counts = pay_requests(conn, StripeHook().get_conn(), timedelta(hours=config.idempotency_key_window_hours()),
-                                  policy.rate_limit_attempts)
+            try:
+                counts = pay_requests(conn, StripeHook().get_conn(),
+                                      timedelta(hours=config.idempotency_key_window_hours()),
+                                      policy.rate_limit_attempts)
+            except StripeRefusedThePlatform as exc:  # the same key gets the same answer: no retry
+                raise AirflowFailException(str(exc)) from None
         log_summary({"step": "pay", **counts})
         if counts["ambiguous"]:
             raise PayoutsStillAmbiguous(
@@ -102,13 +114,18 @@ def withdrawal_processing() -> None:
         """Read back payouts in flight (and recent completions); complete, fail or reverse."""
         from datetime import timedelta
 
+        from airflow.sdk.exceptions import AirflowFailException
         from investment_jobs import config
         from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import StripeRefusedThePlatform
         from investment_jobs.jobs.withdrawals import settle as settle_payouts
         from investment_jobs.stripe.hook import StripeHook
 
         with connect() as conn:
-            return settle_payouts(conn, StripeHook().get_conn(), timedelta(days=config.payout_watch_days()))
+            try:
+                return settle_payouts(conn, StripeHook().get_conn(), timedelta(days=config.payout_watch_days()))
+            except StripeRefusedThePlatform as exc:
+                raise AirflowFailException(str(exc)) from None
 
     @task(trigger_rule="all_done")
     def deliver_notifications() -> dict:

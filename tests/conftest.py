@@ -14,11 +14,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -280,3 +282,28 @@ def xcom(dag_run, task_id: str):  # noqa: ANN001, ANN201
                                     XComModel.task_id == task_id, XComModel.key == "return_value")
         ).scalar_one_or_none()
         return None if row is None else XComModel.deserialize_value(row)
+
+
+# --- a webhook receiver (Slack's incoming webhook, for the failure notifier) ------------------
+@pytest.fixture
+def webhook():  # noqa: ANN201
+    """A local HTTP server standing in for Slack's incoming webhook; yields (url, received bodies)."""
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX", received
+    server.shutdown()
+    server.server_close()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,30 +11,6 @@ from tests.conftest import run_dag, task_states
 
 pytestmark = pytest.mark.integration
 DAY = date(2025, 12, 2)
-
-
-@pytest.fixture
-def webhook():  # noqa: ANN201
-    """A local HTTP server standing in for Slack's incoming webhook; yields (url, received bodies)."""
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX", received
-    server.shutdown()
-    server.server_close()
 
 
 def logged(capfd, caplog) -> str:  # noqa: ANN001

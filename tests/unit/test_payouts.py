@@ -11,6 +11,7 @@ from investment_jobs.stripe.payouts import (
     AMBIGUOUS,
     CONFLICT,
     DEFINITE,
+    PLATFORM,
     PayoutAmountError,
     classify_error,
     idempotency_key,
@@ -23,6 +24,10 @@ from investment_jobs.stripe.payouts import (
     ("125.40", "usd", 12540), ("0.01", "usd", 1), ("125.4000", "eur", 12540),
     ("1500", "jpy", 1500), ("1500.000", "jpy", 1500), ("7", "krw", 7),
     ("12.340", "kwd", 12340), ("0.010", "bhd", 10), ("5", "kwd", 5000),
+    # Stripe's representation, not ISO's (defect 7 of issue 12): isk and ugx are written with two
+    # decimals (5 isk is 500), mga is zero-decimal at Stripe, huf and twd are paid in whole units
+    ("500", "isk", 50000), ("5", "isk", 500), ("1200", "ugx", 120000), ("1000", "mga", 1000),
+    ("1234", "huf", 123400), ("250", "twd", 25000),
 ])
 def test_minor_units_for_zero_two_and_three_decimal_currencies(amount: str, currency: str, minor: int) -> None:
     assert payout_amount_minor(Decimal(amount), currency) == minor
@@ -34,6 +39,10 @@ def test_minor_units_for_zero_two_and_three_decimal_currencies(amount: str, curr
     ("1.2345", "kwd", "more decimals than kwd's minor unit (3)"),
     ("1.234", "kwd", "only in multiples of 0.010"),
     ("0", "usd", "not positive"),
+    ("1000.20", "mga", "more decimals than Stripe's mga minor unit (0)"),
+    ("1234.50", "huf", "only in multiples of 1.00"),
+    ("99.99", "twd", "only in multiples of 1.00"),
+    ("5.5", "isk", "more decimals than isk's minor unit (0)"),
     ("-1.00", "usd", "not positive"),
 ])
 def test_amounts_a_currency_cannot_pay_exactly_are_refused_not_rounded(amount: str, currency: str, why: str) -> None:
@@ -90,8 +99,9 @@ def _error(cls: type, status: int, **kwargs: object) -> Exception:
 @pytest.mark.parametrize(("exc", "kind"), [
     (_error(stripe.InvalidRequestError, 400, code="balance_insufficient"), DEFINITE),
     (_error(stripe.InvalidRequestError, 404, code="resource_missing"), DEFINITE),
-    (_error(stripe.AuthenticationError, 401), DEFINITE),
-    (_error(stripe.PermissionError, 403), DEFINITE),
+    # a wrong or rotated key is the platform's problem, not the request's (defect 6 of issue 12)
+    (_error(stripe.AuthenticationError, 401), PLATFORM),
+    (_error(stripe.PermissionError, 403), PLATFORM),
     (_error(stripe.CardError, 402, code="card_declined"), DEFINITE),
     (_error(stripe.IdempotencyError, 400), CONFLICT),
     (_error(stripe.RateLimitError, 429), AMBIGUOUS),

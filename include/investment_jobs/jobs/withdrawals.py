@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from investment_jobs.stripe.payouts import (
     AMBIGUOUS,
     CONFLICT,
     DEFINITE,
+    PLATFORM,
     Rejection,
     classify_error,
     destination_of,
@@ -66,6 +67,19 @@ class WithdrawalsNeedOperator(Exception):
 
 class PayoutsStillAmbiguous(Exception):
     """Some payouts got an ambiguous answer: they stay ``processing``; a retry uses the same key."""
+
+
+class StripeRefusedThePlatform(Exception):
+    """Stripe refused the platform's own credentials (401/403): a configuration problem, not any
+    request's. The run stops at the first one and leaves every request where it was."""
+
+
+# Why a request needs an operator (withdrawal_requests.operator_case, migration 0006).
+IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+PAYOUT_MISMATCH = "payout_mismatch"
+BALANCE_UNCOVERED = "balance_uncovered"  # settle keeps trying it: it completes once the balance covers it
+PAYOUT_UNKNOWN = "payout_unknown"
+ACCOUNT_NOT_PAYABLE = "account_not_payable"
 
 
 def _amounts() -> defaultdict[str, Decimal]:
@@ -219,7 +233,7 @@ def pay(conn: psycopg.Connection, client: StripeClient, key_window: timedelta,
         """).fetchall()
     conn.commit()
     counts: dict[str, Any] = {"payouts_created": 0, "payouts_found": 0, "failed": 0, "ambiguous": 0,
-                              "conflicts": 0, "skipped_locked": 0}
+                              "conflicts": 0, "skipped_locked": 0, "rejected": 0}
     paid_amounts, failed_amounts = _amounts(), _amounts()
     errors: list[dict[str, str]] = []
     for rid, aid, uid, amount, minor, currency, details in rows:
@@ -240,19 +254,58 @@ def pay(conn: psycopg.Connection, client: StripeClient, key_window: timedelta,
     return counts
 
 
-def begin_attempt(conn: psycopg.Connection, request_id: str, key_window: timedelta) -> bool | None:
-    """Commit the attempt before calling Stripe. None: not ours to pay any more (another run did).
-    True: the first attempt is older than Stripe's key window, so look the payout up first."""
+@dataclass(frozen=True)
+class Attempt:
+    """What ``begin_attempt`` decided: go on (look up first past the key window), or stop."""
+
+    proceed: bool
+    look_up_first: bool = False
+    outcome: str = "skipped_locked"  # when not proceeding: skipped_locked, rejected or conflicts
+    detail: str | None = None
+
+
+def begin_attempt(conn: psycopg.Connection, request_id: str, key_window: timedelta) -> Attempt:
+    """Commit the attempt before calling Stripe, after checking the account may still be paid.
+
+    A request another run finished is not ours any more. An account closed or suspended since the
+    claim is not paid: with no earlier attempt nothing can exist at Stripe, so the request is
+    rejected (its reservation released); after an earlier attempt a payout may exist, so an
+    operator decides. Past Stripe's key window the payout is looked up first.
+    """
     row = conn.execute(
+        """
+        SELECT w.payout_attempts, a.status, now() - w.first_attempt_at > %s
+        FROM investment.withdrawal_requests w JOIN investment.accounts a ON a.id = w.account_id
+        WHERE w.id = %s AND w.status = 'processing' AND w.payout_id IS NULL AND w.needs_operator IS NULL
+        FOR UPDATE OF w
+        """, (key_window, request_id)).fetchone()
+    if row is None:
+        conn.commit()
+        return Attempt(False)
+    attempts, account_status, key_expired = row
+    if account_status != "active":
+        if attempts == 0:
+            reason = f"account became {account_status} after the request was claimed; nothing was paid"
+            conn.execute(
+                """UPDATE investment.withdrawal_requests SET status = 'rejected', rejection_reason = %s,
+                          processed_at = now(), updated_at = now() WHERE id = %s""", (reason, request_id))
+            conn.commit()
+            log.warning("withdrawal %s rejected at pay time: %s", request_id, reason)
+            return Attempt(False, outcome="rejected", detail=reason)
+        conn.commit()
+        why = (f"account became {account_status} after an earlier payout attempt; a payout may exist: "
+               "check Stripe (metadata withdrawal_request_id) before deciding")
+        flag_operator(conn, request_id, why, ACCOUNT_NOT_PAYABLE)
+        return Attempt(False, outcome="conflicts", detail=why)
+    conn.execute(
         """
         UPDATE investment.withdrawal_requests
         SET payout_attempts = payout_attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
             last_attempt_at = now(), updated_at = now()
-        WHERE id = %s AND status = 'processing' AND payout_id IS NULL AND needs_operator IS NULL
-        RETURNING now() - first_attempt_at > %s
-        """, (request_id, key_window)).fetchone()
+        WHERE id = %s
+        """, (request_id,))
     conn.commit()
-    return None if row is None else bool(row[0])
+    return Attempt(True, look_up_first=bool(key_expired))
 
 
 def pay_one(conn: psycopg.Connection, client: StripeClient, request: Payable, key_window: timedelta,
@@ -260,10 +313,10 @@ def pay_one(conn: psycopg.Connection, client: StripeClient, request: Payable, ke
     """One request's payout: the committed attempt, the call, the committed answer."""
     import stripe
 
-    key_expired = begin_attempt(conn, request.request_id, key_window)
-    if key_expired is None:
-        return "skipped_locked", None
-    if key_expired:
+    attempt = begin_attempt(conn, request.request_id, key_window)
+    if not attempt.proceed:
+        return attempt.outcome, attempt.detail
+    if attempt.look_up_first:
         found = find_payout_by_metadata(client, request.request_id)
         if found is not None:
             record_payout(conn, request, found)
@@ -284,9 +337,17 @@ def pay_one(conn: psycopg.Connection, client: StripeClient, request: Payable, ke
             record_failure(conn, request.request_id, verdict.code, verdict.message)
             log.warning("withdrawal %s failed at Stripe: %s", request.request_id, detail)
             return "failed", detail
+        if verdict.kind == PLATFORM:
+            record_ambiguous(conn, request.request_id, f"not attempted: Stripe refused the platform's key ({detail})")
+            raise StripeRefusedThePlatform(
+                f"Stripe refused the API key of connection 'stripe_default' ({detail}); this and every other "
+                "request stays where it was, nothing was paid or failed. Fix the key (Admin → Connections → "
+                "stripe_default → Test); the next run pays them, each once, with the same idempotency keys"
+            ) from None
         if verdict.kind == CONFLICT:
             flag_operator(conn, request.request_id, f"idempotency key conflict at Stripe ({detail}); "
-                          "a payout may exist: check Stripe, then set the request's state by hand")
+                          "a payout may exist: check Stripe, then set the request's state by hand",
+                          IDEMPOTENCY_CONFLICT)
             return "conflicts", detail
         assert verdict.kind == AMBIGUOUS
         record_ambiguous(conn, request.request_id, detail)
@@ -328,7 +389,7 @@ def record_payout(conn: psycopg.Connection, request: Payable, payout: Payout) ->
             or payout.currency != request.currency):
         flag_operator(conn, request.request_id,
                       f"Stripe answered with payout {payout.id} that does not match the request "
-                      f"({payout.amount} {payout.currency}); check it before anything else")
+                      f"({payout.amount} {payout.currency}); check it before anything else", PAYOUT_MISMATCH)
         return
     conn.execute(
         """
@@ -358,10 +419,11 @@ def record_ambiguous(conn: psycopg.Connection, request_id: str, detail: str) -> 
     conn.commit()
 
 
-def flag_operator(conn: psycopg.Connection, request_id: str, why: str) -> None:
+def flag_operator(conn: psycopg.Connection, request_id: str, why: str, case: str) -> None:
+    """Hold one request for a person: the job stops touching it (but a ``balance_uncovered`` one)."""
     conn.execute(
-        "UPDATE investment.withdrawal_requests SET needs_operator = %s, updated_at = now() WHERE id = %s",
-        (why[:1000], request_id))
+        """UPDATE investment.withdrawal_requests SET needs_operator = %s, operator_case = %s, updated_at = now()
+           WHERE id = %s""", (why[:1000], case, request_id))
     conn.commit()
     log.error("withdrawal %s needs an operator: %s", request_id, why)
 
@@ -375,17 +437,29 @@ def settle(conn: psycopg.Connection, client: StripeClient, watch: timedelta) -> 
         SELECT w.id::text, w.payout_id, w.status, w.first_attempt_at
         FROM investment.withdrawal_requests w
         WHERE w.payout_id IS NOT NULL
+          AND (w.needs_operator IS NULL OR w.operator_case = %s)
           AND (w.status = 'processing' OR (w.status = 'completed' AND w.processed_at >= now() - %s))
-        """, (watch,)).fetchall()
+        """, (BALANCE_UNCOVERED, watch)).fetchall()
     conn.commit()
     counts: dict[str, Any] = {"completed": 0, "completed_amounts": {}, "failed": 0, "failed_amounts": {},
-                              "reversed": 0, "reversed_amounts": {}, "in_flight": 0, "uncovered": 0}
+                              "reversed": 0, "reversed_amounts": {}, "in_flight": 0, "uncovered": 0,
+                              "unknown_at_stripe": 0, "unread": 0}
     if not rows:
         return counts
-    oldest: datetime = min(r[3] for r in rows if r[3] is not None)
-    payouts = read_payouts(client, {r[1] for r in rows}, since=oldest - timedelta(hours=1))
+    oldest: datetime = min((r[3] for r in rows if r[3] is not None), default=datetime.now(UTC))  # clock-ok
+    payouts, unknown, unread = read_payouts(client, {r[1] for r in rows}, since=oldest - timedelta(hours=1))
     to_complete, to_fail, to_reverse, in_flight = [], [], [], []
     for request_id, payout_id, status, _ in rows:
+        if payout_id in unknown:
+            flag_operator(conn, request_id, f"Stripe does not know payout {payout_id} ({unknown[payout_id]}): "
+                          "check the Stripe dashboard for a payout with metadata withdrawal_request_id "
+                          f"{request_id}", PAYOUT_UNKNOWN)
+            counts["unknown_at_stripe"] += 1
+            continue
+        if payout_id in unread:
+            record_ambiguous(conn, request_id, f"payout {payout_id} could not be read back: {unread[payout_id]}")
+            counts["unread"] += 1
+            continue
         payout = payouts[payout_id]
         if status == "processing":
             if payout.status == PAID:
@@ -414,19 +488,45 @@ def settle(conn: psycopg.Connection, client: StripeClient, watch: timedelta) -> 
     return counts
 
 
-def read_payouts(client: StripeClient, ids: set[str], since: datetime) -> dict[str, Payout]:
-    """One listing of the payouts created since ``since`` (100 per page), then a read of any the
-    listing did not show."""
+def read_payouts(client: StripeClient, ids: set[str], since: datetime
+                 ) -> tuple[dict[str, Payout], dict[str, str], dict[str, str]]:
+    """One listing of the payouts created since ``since`` (100 per page), then a read of each one the
+    listing did not show. Returns (payouts, unknown to Stripe, could not be read): one payout's
+    trouble stays that payout's. Stripe refusing the platform's key stops the step."""
+    import stripe
+
     found: dict[str, Payout] = {}
-    listing = client.v1.payouts.list(params={"limit": 100, "created": {"gte": int(since.timestamp())}})
-    for payout in listing.auto_paging_iter():
-        if payout.id in ids:
-            found[payout.id] = payout
-            if len(found) == len(ids):
-                break
+    unknown: dict[str, str] = {}
+    unread: dict[str, str] = {}
+    try:
+        listing = client.v1.payouts.list(params={"limit": 100, "created": {"gte": int(since.timestamp())}})
+        for payout in listing.auto_paging_iter():
+            if payout.id in ids:
+                found[payout.id] = payout
+                if len(found) == len(ids):
+                    break
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        raise _platform_refused(exc) from None
     for payout_id in ids - found.keys():
-        found[payout_id] = client.v1.payouts.retrieve(payout_id)
-    return found
+        try:
+            found[payout_id] = client.v1.payouts.retrieve(payout_id)
+        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+            raise _platform_refused(exc) from None
+        except stripe.InvalidRequestError as exc:
+            if getattr(exc, "http_status", None) == 404 or getattr(exc, "code", None) == "resource_missing":
+                unknown[payout_id] = f"HTTP 404 {(exc.user_message or 'No such payout')[:200]}"
+            else:
+                unread[payout_id] = f"{type(exc).__name__}: {(exc.user_message or '')[:200]}"
+        except stripe.StripeError as exc:
+            unread[payout_id] = f"{type(exc).__name__}: {(exc.user_message or '')[:200]}"
+    return found, unknown, unread
+
+
+def _platform_refused(exc: Exception) -> StripeRefusedThePlatform:
+    verdict = classify_error(exc)
+    return StripeRefusedThePlatform(
+        f"Stripe refused the API key of connection 'stripe_default' ({verdict.code}: {verdict.message}); no "
+        "request was changed. Fix the key (Admin → Connections → stripe_default → Test); the next run settles them")
 
 
 def _lock(conn: psycopg.Connection, request_ids: list[str], status: str) -> list[str]:
@@ -497,7 +597,8 @@ def complete(conn: psycopg.Connection, request_ids: list[str]) -> dict[str, Any]
             """
             UPDATE investment.withdrawal_requests w
             SET status = 'completed', payout_status = 'paid', processed_at = now(),
-                transaction_id = c.transaction_id, last_error = NULL, needs_operator = NULL, updated_at = now()
+                transaction_id = c.transaction_id, last_error = NULL, needs_operator = NULL, operator_case = NULL,
+                updated_at = now()
             FROM completing c WHERE w.id = c.request_id
             """).rowcount
         conn.execute(
@@ -512,9 +613,11 @@ def complete(conn: psycopg.Connection, request_ids: list[str]) -> dict[str, Any]
         amounts = _amounts_by_currency(conn, "completing")
         if uncovered:
             conn.cursor().executemany(
-                "UPDATE investment.withdrawal_requests SET needs_operator = %s, updated_at = now() WHERE id = %s",
+                """UPDATE investment.withdrawal_requests SET needs_operator = %s, operator_case = %s,
+                          updated_at = now() WHERE id = %s""",
                 [(f"payout paid, but the account's balance ({before}) no longer covers {amount}: "
-                  "reconcile the balance; the next run completes it", rid) for rid, before, amount in uncovered])
+                  "reconcile the balance; the next run completes it", BALANCE_UNCOVERED, rid)
+                 for rid, before, amount in uncovered])
     for rid, before, amount in uncovered:
         log.error("withdrawal %s: paid, but balance %s no longer covers %s", rid, before, amount)
     return {"completed": done, "completed_amounts": amounts, "uncovered": len(uncovered)}
@@ -686,7 +789,7 @@ def outcomes(steps: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
         for currency, amount in part.items():
             failed[currency] += Decimal(amount)
     return {
-        "claimed": claim_.get("claimed", 0), "rejected": claim_.get("rejected", 0),
+        "claimed": claim_.get("claimed", 0), "rejected": claim_.get("rejected", 0) + pay_.get("rejected", 0),
         "payouts_created": pay_.get("payouts_created", 0) + pay_.get("payouts_found", 0),
         "completed": settle_.get("completed", 0), "failed": pay_.get("failed", 0) + settle_.get("failed", 0),
         "reversed": settle_.get("reversed", 0),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from investment_jobs.fees import minor_unit_exponent
+from investment_jobs.money import currency as currency_of
 
 ACTIVE = "active"
 
@@ -19,21 +19,26 @@ class PayoutAmountError(ValueError):
 
 
 def payout_amount_minor(amount: Decimal, currency: str) -> int:
-    """The amount as Stripe's integer minor unit (cents, whole yen, fils), exactly or not at all.
+    """The amount as Stripe writes it for a payout: an integer in Stripe's representation of the
+    currency (cents for usd, whole yen, fils for kwd, and 500 for 5 isk), exactly or not at all.
 
-    We debit exactly what we pay, so an amount that does not fit the minor unit is refused rather
-    than rounded. Stripe takes 3-decimal currencies (kwd, bhd, …) only in multiples of 10.
+    We debit exactly what we pay, so an amount that does not fit is refused rather than rounded:
+    more decimals than ISO's minor unit (what the ledger keeps) or than Stripe's, or not a multiple
+    of Stripe's payout step (kwd/bhd/… in 0.010, huf/twd/isk/ugx in whole units).
     """
-    exponent = minor_unit_exponent(currency)
-    scaled = amount.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
-        raise PayoutAmountError(
-            f"amount {amount} {currency} has more decimals than {currency}'s minor unit ({exponent})")
-    minor = int(scaled)
+    row = currency_of(currency)
+    for exponent in (row.iso_exponent, row.stripe_exponent):
+        scaled = amount.scaleb(exponent)
+        if scaled != scaled.to_integral_value():
+            whose = f"{currency}'s" if exponent == row.iso_exponent else f"Stripe's {currency}"
+            raise PayoutAmountError(f"amount {amount} {currency} has more decimals than {whose} minor unit "
+                                    f"({exponent})")
+    minor = int(amount.scaleb(row.stripe_exponent))
     if minor <= 0:
         raise PayoutAmountError(f"amount {amount} {currency} is not positive")
-    if exponent == 3 and minor % 10:
-        raise PayoutAmountError(f"Stripe pays {currency} only in multiples of 0.010, not {amount}")
+    if minor % row.stripe_payout_step:
+        step = Decimal(row.stripe_payout_step).scaleb(-row.stripe_exponent)
+        raise PayoutAmountError(f"Stripe pays {currency} only in multiples of {step}, not {amount}")
     return minor
 
 
@@ -86,6 +91,7 @@ def payout_params(*, request_id: str, account_id: str, user_id: str, amount_mino
 DEFINITE = "definite"  # Stripe refused: no payout was made, the request fails with the reason
 AMBIGUOUS = "ambiguous"  # the payout may exist: keep processing, retry with the same key
 CONFLICT = "conflict"  # our key was used with other parameters: an operator must look
+PLATFORM = "platform"  # Stripe refused the platform's own key (401/403): stop, change no request
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,9 @@ class ErrorVerdict:
 def classify_error(exc: Exception) -> ErrorVerdict:
     """Sort a stripe-python error into definite, ambiguous or a key conflict.
 
-    Definite: 400/402/404 invalid requests (balance_insufficient, a bad destination), 401
-    authentication, 403 permission. Ambiguous: connection errors and timeouts, 409, 429 and 5xx
+    Definite: 400/402/404 invalid requests (balance_insufficient, a bad destination). Platform: 401
+    authentication and 403 permission, the platform's key and no request's fault (the run stops and
+    changes no request). Ambiguous: connection errors and timeouts, 409, 429 and 5xx
     (after stripe-python's own retries with the same key). An ``idempotency_error`` 400 means this
     key was first used with other parameters, so a payout may exist: not ours to fail or retry.
     """
@@ -115,10 +122,10 @@ def classify_error(exc: Exception) -> ErrorVerdict:
         return ErrorVerdict(CONFLICT, code or "idempotency_error", message)
     if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
         return ErrorVerdict(AMBIGUOUS, code or type(exc).__name__, message)
-    if isinstance(exc, stripe.AuthenticationError):
-        return ErrorVerdict(DEFINITE, code or "authentication_error", message)
-    if isinstance(exc, stripe.PermissionError):
-        return ErrorVerdict(DEFINITE, code or "permission_error", message)
+    if isinstance(exc, stripe.AuthenticationError) or status == 401:
+        return ErrorVerdict(PLATFORM, code or "authentication_error", message)
+    if isinstance(exc, stripe.PermissionError) or status == 403:
+        return ErrorVerdict(PLATFORM, code or "permission_error", message)
     if status is not None and (status == 409 or status == 429 or status >= 500):
         return ErrorVerdict(AMBIGUOUS, code or f"http_{status}", message)
     if isinstance(exc, (stripe.InvalidRequestError, stripe.CardError)) or (status is not None and 400 <= status < 500):

@@ -40,6 +40,31 @@ from urllib.parse import parse_qsl, urlsplit
 PAYOUT_STATUSES = ("pending", "in_transit", "paid", "failed", "canceled")
 DEFAULT_BALANCE = 10**12  # minor units per currency, unless set
 
+# Stripe's own currency rules (https://docs.stripe.com/currencies: zero-decimal currencies,
+# three-decimal currencies, special cases), written here apart from the package's table on purpose:
+# a test that pays through the stand-in then checks the package against Stripe, not against itself.
+ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "vnd", "vuv",
+                          "xaf", "xof", "xpf"})
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})  # the last digit must be 0
+TWO_DECIMALS_MUST_BE_00 = frozenset({"isk", "ugx"})  # zero-decimal in effect, written with two decimals
+PAYOUTS_IN_WHOLE_UNITS = frozenset({"huf", "twd"})  # payout amounts evenly divisible by 100
+
+
+def decimals_of(currency: str) -> int:
+    """How many decimals Stripe's integer amount carries for ``currency``."""
+    if currency in ZERO_DECIMAL:
+        return 0
+    if currency in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def major_amount(amount: int, currency: str) -> str:
+    """What an integer payout amount is worth in the currency's major unit, as Stripe reads it."""
+    from decimal import Decimal
+
+    return str(Decimal(amount).scaleb(-decimals_of(currency)))
+
 
 @dataclass
 class Faults:
@@ -77,12 +102,41 @@ class Stored:
 
 
 class StripeState:
-    def __init__(self, api_key: str) -> None:
+    def __init__(self, api_key: str, state_file: str | None = None) -> None:
         self.api_key = api_key
         self.lock = threading.Lock()
+        self.state_file = state_file
         self.reset()
+        self.load()
+
+    # Like Stripe, what was created survives a restart (make job starts the stand-in per run).
+    def load(self) -> None:
+        if not self.state_file:
+            return
+        try:
+            with open(self.state_file) as handle:
+                saved = json.load(handle)
+        except (FileNotFoundError, ValueError):
+            return
+        self.payouts = saved["payouts"]
+        self.order = saved["order"]
+        self.keys = {k: Stored(*v) for k, v in saved["keys"].items()}
+        self.available = saved["available"]
+
+    def save(self) -> None:
+        """Write the state (the caller holds the lock); atomic, so a kill never leaves half a file."""
+        if not self.state_file:
+            return
+        import os
+
+        temporary = f"{self.state_file}.tmp"
+        with open(temporary, "w") as handle:
+            json.dump({"payouts": self.payouts, "order": self.order, "available": self.available,
+                       "keys": {k: [v.fingerprint, v.status, v.body] for k, v in self.keys.items()}}, handle)
+        os.replace(temporary, self.state_file)
 
     def reset(self) -> None:
+        self.restricted_keys: set[str] = set()
         self.payouts: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []  # creation order
         self.keys: dict[str, Stored] = {}
@@ -137,9 +191,18 @@ def create_payout(state: StripeState, params: list[tuple[str, str]]) -> tuple[in
     if amount <= 0:
         return _error(400, "invalid_request_error", "Amount must be a positive integer.", "amount_too_small",
                       "amount")
-    if currency in {"bhd", "jod", "kwd", "omr", "tnd"} and amount % 10:
+    if currency in THREE_DECIMAL and amount % 10:
         return _error(400, "invalid_request_error",
                       f"Amounts in {currency} must be a multiple of 10 (the last decimal must be 0).",
+                      "invalid_amount", "amount")
+    if currency in TWO_DECIMALS_MUST_BE_00 and amount % 100:
+        return _error(400, "invalid_request_error",
+                      f"Invalid amount. Currency {currency.upper()} has become effectively zero-decimal and "
+                      "amounts must be evenly divisible by 100.", "invalid_charge_amount_no_decimal_compatible",
+                      "amount")
+    if currency in PAYOUTS_IN_WHOLE_UNITS and amount % 100:
+        return _error(400, "invalid_request_error",
+                      f"Payouts in {currency.upper()} must be evenly divisible by 100 (whole units).",
                       "invalid_amount", "amount")
     destination = form.get("destination")
     if destination is not None and not destination.startswith(("ba_", "card_")):
@@ -201,11 +264,22 @@ class Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _authorised(self) -> bool:
+    def _authorised(self, write: bool = False) -> bool:
         header = self.headers.get("Authorization", "")
         if header == f"Bearer {self.state.api_key}":
             return True
+        if header.removeprefix("Bearer ") in self.state.restricted_keys:
+            if not write:
+                return True
+            with self.state.lock:
+                self.state.stats["refused 403"] += 1
+            self._send(*_error(403, "invalid_request_error",
+                               "The provided key does not have the required permissions for this endpoint.",
+                               "secret_key_required"))
+            return False
         # Like Stripe, never echo the key that was sent.
+        with self.state.lock:
+            self.state.stats["refused 401"] += 1
         self._send(*_error(401, "invalid_request_error", "Invalid API Key provided."))
         return False
 
@@ -260,7 +334,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = self._body()
         if url.path.startswith("/_admin/"):
             return self._admin_post(url.path, raw)
-        if not self._authorised():
+        if not self._authorised(write=True):
             return None
         if url.path != "/v1/payouts":
             return self._send(*_error(404, "invalid_request_error", f"Unrecognized request URL (POST: {url.path})"))
@@ -273,7 +347,8 @@ class Handler(BaseHTTPRequestHandler):
             if faults.fail_next:  # refused before executing: nothing is stored
                 status = faults.fail_next.pop(0)
                 state.stats[f"injected {status}"] += 1
-                kind = "rate_limit_error" if status == 429 else "api_error"
+                kind = {429: "rate_limit_error", 401: "invalid_request_error", 403: "invalid_request_error",
+                        402: "card_error"}.get(status, "api_error")
                 return self._send(*_error(status, kind, f"Injected {status}", "rate_limit" if status == 429 else None))
             if key is not None:
                 if len(key) > 255:
@@ -317,6 +392,7 @@ class Handler(BaseHTTPRequestHandler):
                     state.keys[key] = Stored(_fingerprint(params), status, body)
                 state.in_flight.discard(key)
             slow_seconds = faults.slow_seconds
+            state.save()
         if after_effect == "drop":
             return self._drop()
         if after_effect == "slow":
@@ -329,8 +405,9 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             if path == "/_admin/health":
                 return self._send(200, {"ok": True})
-            if path == "/_admin/payouts":
-                return self._send(200, [{k: v for k, v in p.items() if not k.startswith("_")}
+            if path == "/_admin/payouts":  # with what each is worth by Stripe's own currency rules
+                return self._send(200, [{**{k: v for k, v in p.items() if not k.startswith("_")},
+                                         "major_amount": major_amount(p["amount"], p["currency"])}
                                         for p in (state.payouts[i] for i in state.order)])
             if path == "/_admin/stats":
                 return self._send(200, {"stats": dict(state.stats), "available": dict(state.available)})
@@ -345,6 +422,7 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             if path == "/_admin/reset":
                 state.reset()
+                state.save()
                 return self._send(200, {"ok": True})
             if path == "/_admin/faults":
                 try:
@@ -355,6 +433,9 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_admin/balance":
                 state.available.update({c.lower(): int(v) for c, v in body.items()})
                 return self._send(200, dict(state.available))
+            if path == "/_admin/restricted_keys":  # keys that may read but not create payouts (403)
+                state.restricted_keys = {str(k) for k in body.get("keys", [])}
+                return self._send(200, {"ok": True})
             if path == "/_admin/forget_keys":  # Stripe's 24 h key window has passed
                 state.keys.clear()
                 return self._send(200, {"ok": True})
@@ -369,6 +450,7 @@ class Handler(BaseHTTPRequestHandler):
                     state.available[payout["currency"]] += payout["amount"]  # the money comes back
                 payout.update(status=status, failure_code=body.get("failure_code"),
                               failure_message=body.get("failure_message"), _reads=-1 if status != "paid" else 0)
+                state.save()
                 return self._send(200, {k: v for k, v in payout.items() if not k.startswith("_")})
         return self._send(404, {"error": {"message": f"no admin route {path}"}})
 
@@ -389,9 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--faults", default=os.environ.get("STRIPE_STANDIN_FAULTS", ""),
                         help="fault switches as JSON (default: env STRIPE_STANDIN_FAULTS)")
+    parser.add_argument("--state-file", help="keep payouts and idempotency keys here across restarts")
     args = parser.parse_args(argv)
     # The key it accepts comes from the environment, never from the command line (`ps` shows that).
-    state = StripeState(api_key=os.environ.get("STRIPE_STANDIN_API_KEY", "sk_test_standin"))
+    state = StripeState(api_key=os.environ.get("STRIPE_STANDIN_API_KEY", "sk_test_standin"),
+                        state_file=args.state_file)
     if args.faults:
         state.faults = Faults.from_json(json.loads(args.faults))
     server = StandInServer((args.host, args.port), state)
