@@ -134,3 +134,34 @@ def test_a_dry_run_changes_nothing_and_says_what_it_would_do(ledger: dict) -> No
     assert summary["dry_run"] is True
     assert summary["transactions"]["would_delete"] == 1
     assert summary["accounts"]["would_archive"] == 1
+
+
+def test_a_failed_transaction_of_a_withdrawal_still_in_processing_is_kept(investment_db: str) -> None:
+    """Defect 11 of issue 12: data_cleanup deleted a failed transaction pointing at a withdrawal still
+    in processing. Transactions tied to any request that has not ended are kept; an ended one's go."""
+    with psycopg.connect(investment_db) as conn:
+        product = conn.execute("INSERT INTO investment.products (name) VALUES ('P') RETURNING id").fetchone()[0]
+        account = conn.execute(
+            """INSERT INTO investment.accounts (user_id, product_id, initial_investment, current_balance, opened_at)
+               VALUES (gen_random_uuid(), %s, 100, 100, '2024-01-01') RETURNING id""", (product,)).fetchone()[0]
+        kept, gone = {}, {}
+        for status in ("processing", "approved", "pending", "failed", "rejected"):
+            request = conn.execute(
+                """INSERT INTO investment.withdrawal_requests (account_id, user_id, amount, withdrawal_method, status,
+                       currency, payout_amount_minor, claimed_at)
+                   VALUES (%s, gen_random_uuid(), 10, 'stripe_payout', %s, 'usd', 1000, now()) RETURNING id""",
+                (account, status)).fetchone()[0]
+            tx = conn.execute(
+                """INSERT INTO investment.transactions (account_id, user_id, type, amount, status, created_at,
+                       withdrawal_request_id)
+                   VALUES (%s, gen_random_uuid(), 'withdrawal', 10, 'failed', '2025-01-01', %s) RETURNING id""",
+                (account, request)).fetchone()[0]
+            (kept if status in ("processing", "approved", "pending") else gone)[status] = tx
+    # dry_run given explicitly: dag.test() keeps the params of an earlier test's conf on the DAG object
+    dag_run = run_dag("data_cleanup", LOGICAL, conf={"dry_run": False})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    with psycopg.connect(investment_db) as conn:
+        left = {r[0] for r in conn.execute("SELECT id FROM investment.transactions")}
+    assert set(kept.values()) <= left
+    assert not set(gone.values()) & left
+    assert xcom(dag_run, "summarise")["transactions"]["skipped_referenced"] == 3

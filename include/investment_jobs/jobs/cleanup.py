@@ -26,12 +26,17 @@ if TYPE_CHECKING:
 
 OPEN_WITHDRAWAL = ("pending", "approved", "processing")
 
-_DELETABLE = """
+# Referenced: a distribution or a request points at it, or it belongs to a request that has not ended.
+_REFERENCED = """(EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
+       OR EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id)
+       OR EXISTS (SELECT 1 FROM investment.withdrawal_requests w
+                  WHERE w.id = t.withdrawal_request_id AND w.status = ANY(%(open)s)))"""
+
+_DELETABLE = f"""
     FROM investment.transactions t
     WHERE t.status = 'failed'
       AND t.created_at < %(cutoff_at)s
-      AND NOT EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
-      AND NOT EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id)
+      AND NOT {_REFERENCED}
 """
 
 # Closed long enough, with the reason it must stay closed (NULL: it can be archived).
@@ -83,11 +88,8 @@ def delete_failed_transactions(conn: psycopg.Connection, business_date: date, re
                                batch_size: int, tz: str, dry_run: bool) -> dict[str, Any]:
     params = _params(business_date, retention_days, tz)
     referenced = conn.execute(
-        """SELECT count(*) FROM investment.transactions t WHERE t.status = 'failed'
-           AND t.created_at < %(cutoff_at)s
-           AND (EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
-                OR EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id))""",
-        params).fetchone()[0]
+        f"""SELECT count(*) FROM investment.transactions t WHERE t.status = 'failed'
+            AND t.created_at < %(cutoff_at)s AND {_REFERENCED}""", params).fetchone()[0]
     conn.commit()
     result: dict[str, Any] = {"cutoff_date": params["cutoff"].isoformat(), "skipped_referenced": referenced}
     if dry_run:
