@@ -44,9 +44,16 @@ lint: venv
 migrate: venv  ## apply the schema migrations to investment_db (env) or the embedded default
 	$(DEVENV) migrate
 
+# DAG and DATE reach the recipe as environment variables holding their text unexpanded (neither make
+# nor the shell reads them as code), never pasted into the shell line. make's own exit status is 2 for
+# any failure; `$(DEVENV) job` itself exits 1 for a failed run, 2 for a usage error, 3 when the run
+# could not be prepared, and its last line says which.
+unexport DAG DATE
+export JOB_DAG := $(value DAG)
+export JOB_DATE := $(value DATE)
 job: venv  ## make job DAG=daily_performance DATE=2026-01-05
-	@if [ -z "$(DAG)" ] || [ -z "$(DATE)" ]; then echo "usage: make job DAG=<dag id> DATE=<YYYY-MM-DD>" >&2; exit 2; fi
-	$(DEVENV) job --dag "$(DAG)" --date "$(DATE)"
+	@if [ -z "$${JOB_DAG}" ] || [ -z "$${JOB_DATE}" ]; then echo "usage: make job DAG=<dag id> DATE=<YYYY-MM-DD>" >&2; exit 2; fi
+	@exec $(DEVENV) job --dag "$${JOB_DAG}" --date "$${JOB_DATE}"
 
 jobs-on: venv  ## unpause all five DAGs (the Airflow of AIRFLOW_HOME, else the demo's)
 	$(DEVENV) jobs on

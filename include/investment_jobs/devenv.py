@@ -167,7 +167,7 @@ def _standin(name: str, env_var: str, url: str, conn_value: str, argv: list[str]
     LOCAL.mkdir(exist_ok=True)
     log_path = LOCAL / f"standin-{name.replace(' ', '-').lower()}.log"
     proc = subprocess.Popen([sys.executable, *argv], env={**os.environ, **env}, stdout=log_path.open("a"),
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 30
     while not _answers(f"{url}/_admin/health"):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -194,7 +194,8 @@ def stripe_api() -> contextlib.AbstractContextManager[str]:
     url = f"http://127.0.0.1:{STRIPE_PORT}"
     conn = json.dumps({"conn_type": "stripe", "host": url, "password": STANDIN_STRIPE_KEY})
     return _standin("Stripe", "AIRFLOW_CONN_STRIPE_DEFAULT", url, conn,
-                    ["-m", "investment_jobs.stripe.standin", "--port", str(STRIPE_PORT)],
+                    ["-m", "investment_jobs.stripe.standin", "--port", str(STRIPE_PORT),
+                     "--state-file", str(LOCAL / f"stripe-standin-{STRIPE_PORT}.json")],
                     {"STRIPE_STANDIN_API_KEY": STANDIN_STRIPE_KEY})
 
 
@@ -243,25 +244,133 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+# Exit statuses of `investment_jobs.devenv job` (make job's own status is 2 for any failure: GNU
+# make's rule; the last line it prints says which of these it was).
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_SETUP_FAILED = 0, 1, 2, 3
+
+
+def job_logical_date(day: date, timezone: str) -> str:
+    """The logical date that makes `airflow dags test` process business date ``day``: the start of
+    the day in CRON_TIMEZONE (midnight UTC would be the evening before west of UTC)."""
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(timezone)).isoformat()
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent (make, a shell) dies, even by SIGKILL, so a killed
+    `make job` never leaves a run behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _one_job_at_a_time(home: Path, what: str) -> Iterator[None]:
+    """`make job` runs share one Airflow home (its sqlite metadata, the stand-ins it starts): a
+    second one waits for the first, saying so, instead of crashing on a locked database."""
+    import fcntl
+
+    home.mkdir(parents=True, exist_ok=True)
+    lock_path = home / "make-job.lock"
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another make job"
+            say(f"waiting: {holder} is using {home.relative_to(ROOT) if home.is_relative_to(ROOT) else home}; "
+                "this run starts when it ends (Ctrl-C to give up)")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} ({what})")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+def _run_forwarding_signals(argv: list[str]) -> int:
+    """Run a child in our process group's stead: SIGTERM/SIGINT/SIGHUP to us reach it, and it dies
+    with us (parent-death signal), so no `airflow dags test` outlives the `make job` that started it."""
+    def in_child() -> None:
+        _die_with_parent()
+
+    proc = subprocess.Popen(argv, preexec_fn=in_child)
+    forwarded: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        forwarded.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                status = proc.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if forwarded:
+        raise KeyboardInterrupt
+    return status
+
+
+def migrate_airflow_once(home: Path) -> None:
+    """`airflow db migrate` for this home's metadata, skipped when this Airflow version already did."""
+    from importlib.metadata import version
+
+    stamp = home / f".metadata-migrated-{version('apache-airflow')}"
+    if stamp.exists() and not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        return
+    airflow("db", "migrate", quiet=True)
+    stamp.touch()
+
+
 def cmd_job(args: argparse.Namespace) -> int:
     dags = sorted(p.stem for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
     if args.dag not in dags:
         print(f"error: unknown DAG id {args.dag!r}; one of: {', '.join(dags)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         day = date.fromisoformat(args.date)
     except ValueError:
         print(f"error: DATE must be a date in YYYY-MM-DD form, got {args.date!r}", file=sys.stderr)
-        return 2
-    dsn = investment_dsn()
-    migrate(dsn)
-    airflow_home("job-airflow")
-    airflow("db", "migrate", quiet=True)
-    with stand_ins(dsn):
-        say(f"running {args.dag} for {day.isoformat()} in-process (airflow dags test)")
-        status = airflow("dags", "test", args.dag, day.isoformat(), check=False)
-    say(f"{args.dag} {day.isoformat()}: {'success' if status == 0 else 'FAILED'}")
-    return 0 if status == 0 else 1
+        return EXIT_USAGE
+    if len(args.date) != 10:  # fromisoformat also takes 20260105
+        print(f"error: DATE must be a date in YYYY-MM-DD form, got {args.date!r}", file=sys.stderr)
+        return EXIT_USAGE
+    _die_with_parent()
+    _stop_on_signals()
+    home = airflow_home("job-airflow")
+    try:
+        with _one_job_at_a_time(home, f"{args.dag} {day.isoformat()}"):
+            try:
+                dsn = investment_dsn()
+                migrate(dsn)
+                migrate_airflow_once(home)
+            except (SystemExit, OSError, RuntimeError) as exc:
+                print(f"error: could not prepare the run: {exc}", file=sys.stderr)
+                return EXIT_SETUP_FAILED
+            with stand_ins(dsn):
+                logical = job_logical_date(day, config.cron_timezone())
+                say(f"running {args.dag} for {day.isoformat()} in-process (airflow dags test, logical date {logical})")
+                status = _run_forwarding_signals([str(Path(sys.executable).parent / "airflow"), "dags", "test",
+                                                  args.dag, logical])
+    except KeyboardInterrupt:
+        say(f"{args.dag} {day.isoformat()}: stopped")
+        return 130
+    say(f"{args.dag} {day.isoformat()}: {'success' if status == 0 else 'FAILED (exit status 1)'}")
+    return EXIT_OK if status == 0 else EXIT_RUN_FAILED
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
