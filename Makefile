@@ -4,15 +4,15 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
-DEVENV := $(PY) -m investment_jobs.devenv
-DEVENV_STACK := $(PY) -m investment_jobs.stack
+STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt requirements-dev.txt pyproject.toml dev/pyproject.toml | sha1sum | cut -c1-12)
+DEVENV := $(PY) -m investment_jobs_dev.cli
+DEVENV_STACK := $(PY) -m investment_jobs_dev.stack
 
 .PHONY: venv chromium stack test test-unit lint demo job jobs-on jobs-off migrate bench lock clean
 
 venv: $(STAMP)
 
-$(STAMP): constraints.txt requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): constraints.txt requirements.txt requirements-dev.txt pyproject.toml dev/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -18,7 +18,6 @@ import platform
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -37,56 +36,42 @@ def log(message: str) -> None:
 
 
 def base_env() -> dict[str, str]:
-    env = os.environ.copy()
-    env.update({
-        "AIRFLOW_HOME": str(WORK / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    from investment_jobs_dev.airflow_env import checkout_env
+
+    return checkout_env(WORK / "airflow", **{
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW_CONN_ML_ENGINE": f"http://127.0.0.1:{PORT}",
         "ML_ENGINE_PAGE_SIZE": str(PAGE_SIZE),
         "CRON_TIMEZONE": "UTC",
     })
-    return env
 
 
 class Engine:
-    def __init__(self) -> None:
-        self.url = f"http://127.0.0.1:{PORT}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "investment_jobs.ml_engine.standin", "--port", str(PORT)],
-            stdout=(WORK / "standin.log").open("w"), stderr=subprocess.STDOUT)
-        for _ in range(100):
-            try:
-                self.call("GET", "/_admin/health")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("stand-in did not start")
+    """The ML engine stand-in in its own process, with the book loaded and its pages rendered."""
 
-    def call(self, method: str, path: str, body: object = None) -> object:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=600) as resp:
-            return json.loads(resp.read() or b"null")
+    def __init__(self) -> None:
+        from investment_jobs_dev.standins.admin import EngineAdmin
+        from investment_jobs_dev.standins.launcher import ML_ENGINE, StandIn
+
+        self.stand_in = StandIn(ML_ENGINE, PORT, WORK / "standin.log").start()
+        self.url = self.stand_in.url
+        self.admin = EngineAdmin(self.url)
 
     def load_book(self, registration: list[dict], days: list[date]) -> None:
-        self.call("POST", "/_admin/reset")
-        self.call("POST", "/_admin/accounts", registration)
+        self.admin.reset()
+        self.admin.register(registration)
         for day in days:  # render the pages before any timing starts
-            self.call("POST", f"/_admin/warm?date={day.isoformat()}&limit={PAGE_SIZE}")
+            self.admin.warm(day, PAGE_SIZE)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.stand_in.stop()
 
 
 def prepare_book(server, name: str, accounts: int):  # noqa: ANN001, ANN201
     import psycopg
+
     from investment_jobs.db.migrate import upgrade
-    from investment_jobs.demo.seed import plan_book, seed_book
+    from investment_jobs_dev.book import plan_book, seed_book
 
     dsn = server.fresh_database(name)
     upgrade(lambda: psycopg.connect(dsn))
@@ -114,6 +99,7 @@ def baseline(dsn: str, engine_url: str, day: date) -> dict:
     """The original's pattern: per account, GET its day, SELECT its previous day, INSERT, UPDATE."""
     import psycopg
     import requests
+
     from investment_jobs.money import loads_exact
 
     session = requests.Session()
@@ -156,6 +142,7 @@ def baseline(dsn: str, engine_url: str, day: date) -> dict:
 def floor(dsn: str, day: date) -> dict:
     """Bulk pages → Decimal → COPY into staging → one upsert. No validation, no business logic."""
     import psycopg
+
     from investment_jobs.config import HttpRetryPolicy
     from investment_jobs.ml_engine.client import MLEngineClient
 
@@ -228,6 +215,7 @@ def bench_cleanup(server) -> dict:  # noqa: ANN001
     """The cleanup step over 1M transactions, 100k of them failed and old (run as the DAG's task
     runs it, without Airflow around it): total time and the longest single batch transaction."""
     import psycopg
+
     from investment_jobs.jobs import cleanup
 
     dsn, _ = prepare_book(server, "ij_bench_cleanup", 1_000)
@@ -254,7 +242,8 @@ def bench_stack(server, engine_url: str) -> dict:  # noqa: ANN001
     in-process run used, with only the previous day stored: a one-day backfill, timed from the
     task instances as in-process."""
     import psycopg
-    from investment_jobs.stack import Stack, check_services
+
+    from investment_jobs_dev.stack import Stack, check_services
 
     check_services("postgresql://postgres@127.0.0.1:5432", "redis://127.0.0.1:6379")
     dsn = server.fresh_database("ij_bench_stack", template="ij_bench_100000")
@@ -300,7 +289,8 @@ def bench_withdrawals(server, requests_count: int = 1000) -> dict:  # noqa: ANN0
     (its own process), beside the original's pattern (per request: read the account, create the
     payout without a key, then write) over the same requests on a copy of the database."""
     import psycopg
-    from investment_jobs.demo.seed import seed_withdrawals
+
+    from investment_jobs_dev.book import seed_withdrawals
 
     dsn, book = prepare_book(server, "ij_bench_withdrawals", 1_000)
     with psycopg.connect(dsn) as conn:
@@ -309,18 +299,12 @@ def bench_withdrawals(server, requests_count: int = 1000) -> dict:  # noqa: ANN0
         conn.execute("UPDATE investment.withdrawal_requests SET status = 'pending'")
         conn.commit()
     base_dsn = server.fresh_database("ij_bench_withdrawals_base", template="ij_bench_withdrawals")
-    stripe_env = {"STRIPE_STANDIN_API_KEY": STRIPE_KEY}
-    proc = subprocess.Popen([sys.executable, "-m", "investment_jobs.stripe.standin", "--port", str(STRIPE_PORT)],
-                            env={**os.environ, **stripe_env}, stdout=(WORK / "stripe.log").open("w"),
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{STRIPE_PORT}"
+    from investment_jobs_dev.standins.admin import StripeAdmin
+    from investment_jobs_dev.standins.launcher import STRIPE, StandIn
+
+    stand_in = StandIn(STRIPE, STRIPE_PORT, WORK / "stripe.log", env={"STRIPE_STANDIN_API_KEY": STRIPE_KEY}).start()
+    url = stand_in.url
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/_admin/health", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         conn_json = json.dumps({"conn_type": "stripe", "host": url, "password": STRIPE_KEY})
         os.environ["AIRFLOW_CONN_STRIPE_DEFAULT"] = conn_json
         os.environ["BENCH_BETWEEN_SQL"] = "UPDATE investment.withdrawal_requests SET status = 'approved'"
@@ -333,11 +317,10 @@ def bench_withdrawals(server, requests_count: int = 1000) -> dict:  # noqa: ANN0
                 "SELECT count(*) FROM investment.withdrawal_requests WHERE status = 'completed'").fetchone()[0]
         result["requests"] = requests_count
         result["requests_per_s"] = round(result["completed"] / result["job_seconds"], 1)
-        urllib.request.urlopen(urllib.request.Request(f"{url}/_admin/reset", data=b"{}", method="POST")).close()
+        StripeAdmin(url).reset()
         result["baseline"] = withdrawals_baseline(base_dsn, url)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stand_in.stop()
         os.environ.pop("AIRFLOW_CONN_STRIPE_DEFAULT", None)
         server.drop_database("ij_bench_withdrawals_base")
     return result
@@ -385,8 +368,8 @@ def dag_parse_seconds() -> float:
 
 
 def main() -> int:
-    from investment_jobs.demo.seed import engine_registration
-    from investment_jobs.devenv import local_or_embedded_postgres
+    from investment_jobs_dev.book import engine_registration
+    from investment_jobs_dev.postgres import local_or_embedded_postgres
 
     WORK.mkdir(parents=True, exist_ok=True)
     server = local_or_embedded_postgres(WORK / "pg")

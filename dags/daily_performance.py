@@ -37,10 +37,10 @@ account snapshots → summarise (→ drop staging).
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag, setup, task, teardown
+from airflow.sdk import chain, dag, setup, task, teardown
+
 from investment_jobs import config
-from investment_jobs.dag_support import dag_settings
+from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "daily_performance"
 
@@ -58,79 +58,81 @@ def daily_performance() -> None:
         A setup task: it creates the run's staging tables, which the teardown drops; when it
         fails (e.g. D has not ended), there is nothing to drop and the teardown is skipped.
         """
-        from investment_jobs.dag_support import business_date_from_context, job_started
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.daily import snapshot_active_accounts, staging_for
+        import pendulum
+
+        from investment_jobs.jobs import daily
+        from investment_jobs.operations.run_context import ended_business_date, with_connection
+        from investment_jobs.operations.run_log import job_started
 
         job_started(context)
-
         now = pendulum.now("UTC")  # clock-ok: only to refuse a day that has not ended
-        business_date = business_date_from_context(context, now)
-        staging = staging_for(business_date, context["run_id"])
-        with connect() as conn:
-            active = snapshot_active_accounts(conn, staging, config.cron_timezone())
-        return {"staging": staging.to_xcom(), "active_accounts": active, "started_at": now.isoformat()}
+        run = daily.reference_for(ended_business_date(context, now), context["run_id"])
+        active = with_connection(daily.snapshot_active_accounts, run, config.cron_timezone())
+        return {"run": run.to_xcom(), "active_accounts": active, "started_at": now.isoformat()}
 
     @task
-    def pull_ml_performance(ref: dict) -> dict:
+    def pull_ml_performance(snapshot: dict) -> dict:
         """Page the engine's listing for D into staging; a listing that breaks the contract fails at once."""
         from airflow.sdk.exceptions import AirflowFailException
-        from investment_jobs.dag_support import run_step
-        from investment_jobs.jobs.daily import pull_performance
+
+        from investment_jobs.jobs import daily
         from investment_jobs.ml_engine.client import MLEngineClient, PermanentEngineError
+        from investment_jobs.operations.run_context import run_step
 
         with MLEngineClient() as client:
             try:
-                return run_step(lambda conn, st: pull_performance(
-                    conn, client, st, config.ml_engine_page_size(), config.ml_engine_max_pages()), ref)
+                return run_step(lambda conn, run: daily.pull_performance(
+                    conn, client, run, config.ml_engine_page_size(), config.ml_engine_max_pages()), snapshot["run"])
             except PermanentEngineError as exc:  # a retry gets the same answer
                 raise AirflowFailException(str(exc)) from None
 
     @task
-    def compute_returns(ref: dict, pulled: dict) -> dict:
-        from investment_jobs.dag_support import run_step
+    def compute_returns(snapshot: dict) -> dict:
         from investment_jobs.jobs import daily
+        from investment_jobs.operations.run_context import run_step
 
-        return run_step(daily.compute_returns, ref, config.cron_timezone())
+        return run_step(daily.compute_returns, snapshot["run"], config.cron_timezone())
 
     @task
-    def persist(ref: dict, computed: dict) -> dict:
-        from investment_jobs.dag_support import run_step
+    def persist(snapshot: dict, computed: dict) -> dict:
         from investment_jobs.jobs import daily
+        from investment_jobs.operations.run_context import run_step
 
-        return run_step(daily.persist, ref, computed.get("chain_version"))
+        return run_step(daily.persist, snapshot["run"], computed.get("chain_version"))
 
     @task
-    def update_account_snapshots(ref: dict, persisted: dict) -> dict:
-        from investment_jobs.dag_support import run_step
+    def update_account_snapshots(snapshot: dict) -> dict:
         from investment_jobs.jobs import daily
+        from investment_jobs.operations.run_context import run_step
 
-        return run_step(daily.update_account_snapshots, ref, config.cron_timezone())
+        return run_step(daily.update_account_snapshots, snapshot["run"], config.cron_timezone())
 
     @task
-    def summarise(ref: dict, pulled: dict, computed: dict, persisted: dict, updated: dict, **context) -> dict:
+    def summarise(snapshot: dict, pulled: dict, computed: dict, persisted: dict, updated: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE."""
-        from investment_jobs.dag_support import report, run_step
         from investment_jobs.jobs import daily
+        from investment_jobs.operations.run_context import run_step
+        from investment_jobs.operations.run_log import finish_run
 
-        counts = {"active_accounts": ref["active_accounts"], **pulled, **computed, **persisted, **updated}
-        summary = run_step(daily.summarise, ref, counts, config.daily_reject_tolerance())
-        return report(summary, ref["started_at"], daily.check_tolerance, daily.RejectsOverTolerance, context)
+        counts = {"active_accounts": snapshot["active_accounts"], **pulled, **computed, **persisted, **updated}
+        summary = run_step(daily.summarise, snapshot["run"], counts, config.daily_reject_tolerance())
+        return finish_run(summary, snapshot["started_at"], context, daily.check_tolerance)
 
     @teardown
-    def drop_staging(ref: dict) -> None:
-        from investment_jobs.dag_support import run_step
+    def drop_staging(snapshot: dict) -> None:
         from investment_jobs.jobs import daily
+        from investment_jobs.operations.run_context import run_step
 
-        run_step(daily.drop_staging, ref)
+        run_step(daily.drop_staging, snapshot["run"])
 
-    ref = fetch_active_accounts()
-    pulled = pull_ml_performance(ref)
-    computed = compute_returns(ref, pulled)
-    persisted = persist(ref, computed)
-    updated = update_account_snapshots(ref, persisted)
-    summary = summarise(ref, pulled, computed, persisted, updated)
-    summary >> drop_staging(ref)
+    snapshot = fetch_active_accounts()
+    pulled = pull_ml_performance(snapshot)
+    computed = compute_returns(snapshot)
+    persisted = persist(snapshot, computed)
+    updated = update_account_snapshots(snapshot)
+    chain(pulled, computed)
+    chain(persisted, updated)
+    summarise(snapshot, pulled, computed, persisted, updated) >> drop_staging(snapshot)
 
 
 daily_performance()

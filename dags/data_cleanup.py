@@ -21,8 +21,9 @@ Tasks: delete failed transactions → archive closed accounts → summarise.
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
+
 from investment_jobs import config
-from investment_jobs.dag_support import dag_settings
+from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "data_cleanup"
 
@@ -32,45 +33,40 @@ DAG_ID = "data_cleanup"
 def data_cleanup() -> None:
     @task
     def delete_failed_transactions(**context) -> dict:
-        from investment_jobs.dag_support import job_started, run_date_from_context
-        from investment_jobs.db.connect import connect
+        import pendulum
+
         from investment_jobs.jobs import cleanup
+        from investment_jobs.operations.run_context import run_date, with_connection
+        from investment_jobs.operations.run_log import job_started
 
         job_started(context)
-
-        day = run_date_from_context(context)
-        with connect() as conn:
-            return {"business_date": day.isoformat(), **cleanup.delete_failed_transactions(
-                conn, day, config.transaction_retention_days(), config.cleanup_batch_size(),
-                config.cron_timezone(), bool(context["params"]["dry_run"]))}
+        started_at = pendulum.now("UTC").isoformat()  # clock-ok: the summary's duration only
+        return {"started_at": started_at, **with_connection(
+            cleanup.delete_failed_transactions, run_date(context), config.transaction_retention_days(),
+            config.cleanup_batch_size(), config.cron_timezone(), bool(context["params"]["dry_run"]))}
 
     @task
-    def archive_closed_accounts(deleted: dict, **context) -> dict:
-        from datetime import date
-
-        from investment_jobs.db.connect import connect
+    def archive_closed_accounts(**context) -> dict:
         from investment_jobs.jobs import cleanup
+        from investment_jobs.operations.run_context import run_date, with_connection
 
-        with connect() as conn:
-            return cleanup.archive_closed_accounts(
-                conn, date.fromisoformat(deleted["business_date"]), config.closed_account_archive_days(),
-                config.cleanup_batch_size(), config.cron_timezone(), bool(context["params"]["dry_run"]))
+        return with_connection(cleanup.archive_closed_accounts, run_date(context),
+                               config.closed_account_archive_days(), config.cleanup_batch_size(),
+                               config.cron_timezone(), bool(context["params"]["dry_run"]))
 
     @task
     def summarise(deleted: dict, archived: dict, **context) -> dict:
-        from investment_jobs.dag_support import job_finished, log_summary
+        from investment_jobs.jobs import cleanup
+        from investment_jobs.operations.run_context import run_date
+        from investment_jobs.operations.run_log import finish_run
 
-        summary = {"job_name": "data_cleanup", "business_date": deleted["business_date"],
-                   "dry_run": bool(context["params"]["dry_run"]),
-                   "transactions": {k: v for k, v in deleted.items() if k != "business_date"},
-                   "accounts": archived,
-                   "processed": deleted.get("deleted", 0) + archived.get("archived", 0), "error_count": 0}
-        log_summary(summary)
-        job_finished(context, summary, success=True)
-        return summary
+        summary = cleanup.summarise(run_date(context), bool(context["params"]["dry_run"]), deleted, archived)
+        return finish_run(summary, deleted["started_at"], context)
 
     deleted = delete_failed_transactions()
-    summarise(deleted, archive_closed_accounts(deleted))
+    archived = archive_closed_accounts()
+    deleted >> archived
+    summarise(deleted, archived)
 
 
 data_cleanup()

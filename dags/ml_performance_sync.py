@@ -25,8 +25,9 @@ Tasks: sync agent snapshots → reconcile accounts → summarise.
 from __future__ import annotations
 
 from airflow.sdk import dag, task
+
 from investment_jobs import config
-from investment_jobs.dag_support import dag_settings
+from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "ml_performance_sync"
 
@@ -35,62 +36,45 @@ DAG_ID = "ml_performance_sync"
 def ml_performance_sync() -> None:
     @task
     def sync_agent_snapshots(**context) -> dict:
-        from investment_jobs.dag_support import job_started, run_date_from_context
-        from investment_jobs.db.connect import connect
+        import pendulum
+
         from investment_jobs.jobs.sync import sync_agents
         from investment_jobs.ml_engine.client import MLEngineClient
+        from investment_jobs.operations.run_context import run_date, with_connection
+        from investment_jobs.operations.run_log import job_started
 
         job_started(context)
-        day = run_date_from_context(context)
-        with connect() as conn, MLEngineClient() as client:
-            return {"business_date": day.isoformat(), **sync_agents(conn, client, day, context["run_id"])}
+        started_at = pendulum.now("UTC").isoformat()  # clock-ok: the summary's duration only
+        day = run_date(context)
+        with MLEngineClient() as client:
+            return {"business_date": day.isoformat(), "started_at": started_at,
+                    **with_connection(sync_agents, client, day, context["run_id"])}
 
     @task
-    def reconcile_accounts(synced: dict, **context) -> dict:
-        from datetime import date
-
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.sync import reconcile, reconcile_dates
+    def reconcile_accounts(**context) -> dict:
+        from investment_jobs.jobs.sync import reconcile_recent_dates
         from investment_jobs.ml_engine.client import MLEngineClient
+        from investment_jobs.operations.run_context import run_date, with_connection
 
-        dates = reconcile_dates(date.fromisoformat(synced["business_date"]), config.reconcile_days())
-        with connect() as conn, MLEngineClient() as client:
-            per_date = {d.isoformat(): reconcile(conn, client, d, context["run_id"], config.ml_engine_page_size())
-                        for d in dates}
-        return {"dates": list(per_date), "per_date": per_date}
+        with MLEngineClient() as client:
+            return with_connection(reconcile_recent_dates, client, run_date(context), context["run_id"],
+                                   config.reconcile_days(), config.ml_engine_page_size())
 
     @task
     def summarise(synced: dict, reconciled: dict, **context) -> dict:
-        from datetime import date
+        from investment_jobs.jobs import sync
+        from investment_jobs.operations.run_context import with_connection
+        from investment_jobs.operations.run_log import finish_run
 
-        from investment_jobs.dag_support import job_finished, log, log_summary
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.sync import summarise as summarise_run
-
-        counts = {**{k: v for k, v in synced.items() if k != "business_date"},
-                  "accounts_received": sum(v["received"] for v in reconciled["per_date"].values()),
-                  "accounts_rejected": sum(v["rejected"] for v in reconciled["per_date"].values())}
-        with connect() as conn:
-            summary = summarise_run(conn, date.fromisoformat(synced["business_date"]),
-                                    [date.fromisoformat(d) for d in reconciled["dates"]], counts, context["run_id"])
-        log_summary(summary)
-        if summary["discrepancy_count"]:
-            log.warning("%d difference(s) between the ML engine and the stored daily_performance rows; "
-                        "see investment.performance_discrepancies", summary["discrepancy_count"])
-        rejected = summary["agents_rejected"] + summary["accounts_rejected"]
-        job_finished(context, summary, success=rejected <= config.sync_reject_tolerance())
-        if rejected > config.sync_reject_tolerance():
-            from airflow.sdk.exceptions import AirflowFailException
-
-            tolerance = config.sync_reject_tolerance()
-            listed = "; ".join(f"{r['source']} {r['key'] or '(no id)'}: {r['reason']}"
-                               for r in summary["rejected"][:20])
-            raise AirflowFailException(f"{rejected} engine item(s) rejected (tolerance {tolerance}); "
-                                       f"the good ones were stored. Rejected: {listed}")
-        return summary
+        summary = with_connection(sync.summarise, context["run_id"], synced, reconciled,
+                                  config.sync_reject_tolerance())
+        sync.warn_about_differences(summary)
+        return finish_run(summary, synced["started_at"], context, sync.check_tolerance)
 
     synced = sync_agent_snapshots()
-    summarise(synced, reconcile_accounts(synced))
+    reconciled = reconcile_accounts()
+    synced >> reconciled
+    summarise(synced, reconciled)
 
 
 ml_performance_sync()

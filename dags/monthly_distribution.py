@@ -41,10 +41,10 @@ Tasks: assess accounts → compute fees → distribute → summarise (→ drop s
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, setup, task, teardown
+
 from investment_jobs import config
-from investment_jobs.dag_support import dag_settings
+from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "monthly_distribution"
 
@@ -58,52 +58,53 @@ def monthly_distribution() -> None:
     @setup
     def assess_accounts(**context) -> dict:
         """Resolve P from the run; decide each active account's outcome (setup: creates staging)."""
-        from investment_jobs.dag_support import business_period_from_context, job_started
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.monthly import assess_accounts as assess
-        from investment_jobs.jobs.monthly import staging_for
+        import pendulum
+
+        from investment_jobs.jobs import monthly
+        from investment_jobs.operations.run_context import ended_period, with_connection
+        from investment_jobs.operations.run_log import job_started
 
         job_started(context)
         now = pendulum.now("UTC")  # clock-ok: only to refuse a month that has not ended
-        period = business_period_from_context(context, now)
-        staging = staging_for(period, context["run_id"])
-        with connect() as conn:
-            outcomes = assess(conn, staging, config.cron_timezone())
-        return {"staging": staging.to_xcom(), "outcomes": outcomes, "started_at": now.isoformat()}
+        run = monthly.reference_for(ended_period(context, now), context["run_id"])
+        outcomes = with_connection(monthly.assess_accounts, run, config.cron_timezone())
+        return {"run": run.to_xcom(), "outcomes": outcomes, "started_at": now.isoformat()}
 
     @task
-    def compute_fees(ref: dict) -> dict:
-        from investment_jobs.dag_support import run_step
+    def compute_fees(assessment: dict) -> dict:
         from investment_jobs.jobs import monthly
+        from investment_jobs.operations.run_context import run_step
 
-        return run_step(monthly.compute_fees, ref)
+        return run_step(monthly.compute_fees, assessment["run"])
 
     @task
-    def distribute(ref: dict, computed: dict) -> dict:
-        from investment_jobs.dag_support import run_step
+    def distribute(assessment: dict) -> dict:
         from investment_jobs.jobs import monthly
+        from investment_jobs.operations.run_context import run_step
 
-        return run_step(monthly.distribute, ref)
+        return run_step(monthly.distribute, assessment["run"])
 
     @task
-    def summarise(ref: dict, written: dict, **context) -> dict:
+    def summarise(assessment: dict, written: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails when accounts need an operator."""
-        from investment_jobs.dag_support import report, run_step
         from investment_jobs.jobs import monthly
+        from investment_jobs.operations.run_context import run_step
+        from investment_jobs.operations.run_log import finish_run
 
-        summary = run_step(monthly.summarise, ref, {**ref["outcomes"], **written})
-        return report(summary, ref["started_at"], monthly.check_complete, monthly.DistributionIncomplete, context)
+        summary = run_step(monthly.summarise, assessment["run"], {**assessment["outcomes"], **written})
+        return finish_run(summary, assessment["started_at"], context, monthly.check_complete)
 
     @teardown
-    def drop_staging(ref: dict) -> None:
-        from investment_jobs.dag_support import run_step
+    def drop_staging(assessment: dict) -> None:
         from investment_jobs.jobs import monthly
+        from investment_jobs.operations.run_context import run_step
 
-        run_step(monthly.drop_staging, ref)
+        run_step(monthly.drop_staging, assessment["run"])
 
-    ref = assess_accounts()
-    written = distribute(ref, compute_fees(ref))
-    summarise(ref, written) >> drop_staging(ref)
+    assessment = assess_accounts()
+    written = distribute(assessment)
+    compute_fees(assessment) >> written
+    summarise(assessment, written) >> drop_staging(assessment)
 
 
 monthly_distribution()

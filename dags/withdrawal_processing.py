@@ -52,11 +52,13 @@ Stripe's 24 h key window the job first looks the payout up by its metadata.
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
-from investment_jobs.dag_support import dag_settings
+from airflow.sdk import chain, dag, task
+
+from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "withdrawal_processing"
 STRIPE_POOL = "stripe_api"
+STEPS = ("claim", "pay", "settle", "deliver_notifications")
 
 
 @dag(
@@ -69,100 +71,81 @@ def withdrawal_processing() -> None:
     def claim(**context) -> dict:
         """Approved → processing (amount reserved) or rejected, in one short transaction."""
         import pendulum
+
         from investment_jobs import config
-        from investment_jobs.dag_support import job_started
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.withdrawals import claim as claim_requests
+        from investment_jobs.jobs.withdrawals.claim import claim_requests
+        from investment_jobs.operations.run_context import with_connection
+        from investment_jobs.operations.run_log import job_started
 
         job_started(context)
-
         started_at = pendulum.now("UTC").isoformat()  # clock-ok: the summary's duration only
-        with connect() as conn:
-            return {"started_at": started_at,
-                    **claim_requests(conn, context["run_id"], config.withdrawal_batch_size())}
+        claimed = with_connection(claim_requests, context["run_id"], config.withdrawal_batch_size())
+        return {"started_at": started_at, **claimed}
 
     @task(pool=STRIPE_POOL)
-    def pay(claimed: dict) -> dict:
+    def pay() -> dict:
         """One payout per processing request without one; ambiguous answers make the task retry."""
         from datetime import timedelta
 
         from airflow.sdk.exceptions import AirflowFailException
+
         from investment_jobs import config
-        from investment_jobs.dag_support import log_summary
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.withdrawals import PayoutsStillAmbiguous, StripeRefusedThePlatform
-        from investment_jobs.jobs.withdrawals import pay as pay_requests
+        from investment_jobs.jobs.withdrawals.pay import pay_requests, raise_if_ambiguous
+        from investment_jobs.jobs.withdrawals.state import StripeRefusedThePlatform
+        from investment_jobs.operations.run_context import with_connection
         from investment_jobs.stripe.hook import StripeHook
 
-        policy = config.stripe_http_policy()
-        with connect() as conn:
-            try:
-                counts = pay_requests(conn, StripeHook().get_conn(),
-                                      timedelta(hours=config.idempotency_key_window_hours()),
-                                      policy.rate_limit_attempts)
-            except StripeRefusedThePlatform as exc:  # the same key gets the same answer: no retry
-                raise AirflowFailException(str(exc)) from None
-        log_summary({"step": "pay", **counts})
-        if counts["ambiguous"]:
-            raise PayoutsStillAmbiguous(
-                f"{counts['ambiguous']} payout(s) got an ambiguous answer from Stripe and stay processing; "
-                "the retry uses the same idempotency keys")
+        try:
+            counts = with_connection(pay_requests, StripeHook().get_conn(),
+                                     timedelta(hours=config.idempotency_key_window_hours()),
+                                     config.stripe_http_policy().rate_limit_attempts)
+        except StripeRefusedThePlatform as exc:  # the same key gets the same answer: no retry
+            raise AirflowFailException(str(exc)) from None
+        raise_if_ambiguous(counts)
         return counts
 
     @task(pool=STRIPE_POOL, trigger_rule="all_done")
-    def settle(claimed: dict) -> dict:
+    def settle() -> dict:
         """Read back payouts in flight (and recent completions); complete, fail or reverse."""
         from datetime import timedelta
 
         from airflow.sdk.exceptions import AirflowFailException
+
         from investment_jobs import config
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.withdrawals import StripeRefusedThePlatform
-        from investment_jobs.jobs.withdrawals import settle as settle_payouts
+        from investment_jobs.jobs.withdrawals.settle import settle_payouts
+        from investment_jobs.jobs.withdrawals.state import StripeRefusedThePlatform
+        from investment_jobs.operations.run_context import with_connection
         from investment_jobs.stripe.hook import StripeHook
 
-        with connect() as conn:
-            try:
-                return settle_payouts(conn, StripeHook().get_conn(), timedelta(days=config.payout_watch_days()))
-            except StripeRefusedThePlatform as exc:
-                raise AirflowFailException(str(exc)) from None
+        try:
+            return with_connection(settle_payouts, StripeHook().get_conn(), timedelta(days=config.payout_watch_days()))
+        except StripeRefusedThePlatform as exc:
+            raise AirflowFailException(str(exc)) from None
 
     @task(trigger_rule="all_done")
     def deliver_notifications() -> dict:
         """The ML engine's notifications from the outbox; a failure here changes no withdrawal."""
         from investment_jobs import config
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.withdrawals import deliver_notifications as deliver
+        from investment_jobs.jobs.withdrawals import notify
         from investment_jobs.ml_engine.client import MLEngineClient
+        from investment_jobs.operations.run_context import with_connection
 
-        with connect() as conn, MLEngineClient() as engine:
-            return deliver(conn, engine, config.notification_batch_size())
+        with MLEngineClient() as engine:
+            return with_connection(notify.deliver_notifications, engine, config.notification_batch_size())
 
     @task(trigger_rule="all_done")
     def summarise(**context) -> dict:
         """One JSON line for the run; fails it when a step failed or a request needs an operator."""
-        from investment_jobs.dag_support import report
-        from investment_jobs.db.connect import connect
-        from investment_jobs.jobs.withdrawals import WithdrawalsNeedOperator, book_state, check_outcome, outcomes
+        from investment_jobs.jobs.withdrawals import summary
+        from investment_jobs.operations.run_context import with_connection
+        from investment_jobs.operations.run_log import finish_run
 
-        ti = context["ti"]
-        steps = ("claim", "pay", "settle", "deliver_notifications")
-        results = {step: ti.xcom_pull(task_ids=step) for step in steps}
-        claimed = results["claim"] or {}
-        summary: dict = {"job_name": "withdrawal_processing", "run_id": context["run_id"],
-                         "steps_failed": [s for s, r in results.items() if r is None],
-                         **outcomes(results), "steps": results}
-        with connect() as conn:
-            summary.update(book_state(conn))
-        summary["processed"] = summary["claimed"] + summary["completed"]
-        summary["error_count"] = summary["rejected"] + summary["failed"] + summary["needs_operator"]
-        started_at = claimed.get("started_at") or context["dag_run"].start_date.isoformat()
-        return report(summary, started_at, check_outcome, WithdrawalsNeedOperator, context)
+        results = {step: context["ti"].xcom_pull(task_ids=step) for step in STEPS}
+        run_summary = with_connection(summary.summarise, context["run_id"], results)
+        started_at = (results["claim"] or {}).get("started_at") or context["dag_run"].start_date.isoformat()
+        return finish_run(run_summary, started_at, context, summary.check_outcome)
 
-    claimed = claim()
-    settled = settle(claimed)
-    pay(claimed) >> settled
-    settled >> deliver_notifications() >> summarise()
+    chain(claim(), pay(), settle(), deliver_notifications(), summarise())
 
 
 withdrawal_processing()

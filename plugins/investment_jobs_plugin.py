@@ -2,7 +2,8 @@
 ``/health/jobs`` app mounted on the API server."""
 
 from airflow.plugins_manager import AirflowPlugin
-from investment_jobs.health import create_app
+
+from investment_jobs.operations.health import create_app
 from investment_jobs.timetables import CronDataIntervalUnscheduled
 
 

@@ -200,6 +200,15 @@ def notification_batch_size() -> int:
     return env_int("WITHDRAWAL_NOTIFICATION_BATCH_SIZE", 1000)
 
 
+def health_grace() -> timedelta:
+    """How far past one schedule interval a money job may lag before /health/jobs says late."""
+    return timedelta(minutes=env_int("HEALTH_GRACE_MINUTES", 120))
+
+
+# Ids listed in a summary line (the tables hold all of them): one limit for every job.
+SUMMARY_ID_LIMIT = 100
+
+
 def alert_webhook_url() -> str:
     """Slack-compatible incoming webhook for failure alerts; empty: alerts are log lines only."""
     return env_str("ALERT_WEBHOOK_URL", "")

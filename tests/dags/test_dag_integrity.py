@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from investment_jobs import config
 
 # DagBag reads Airflow's own metadata tables while it fills: give it the tests' private one.
@@ -78,6 +79,9 @@ def test_dag_follows_the_contract(dagbag, path: Path) -> None:  # noqa: ANN001
     assert cron_of(dag) == (schedule.default_cron, "UTC")
     assert dag.catchup is False
     assert dag.tags and "investment" in dag.tags
+    from investment_jobs.operations.dag_settings import TAGS
+
+    assert set(dag.tags) <= TAGS, f"tags outside the vocabulary: {set(dag.tags) - TAGS}"
     assert dag.doc_md and len(dag.doc_md) > 400 and dag.dag_id in dag.doc_md
     if dag.dag_id in config.MONEY_DAG_IDS:
         assert dag.max_active_runs == 1
@@ -182,6 +186,7 @@ def test_scheduled_and_backfilled_runs_process_their_own_date_in_every_zone(zone
     import pendulum
     from airflow.timetables.base import TimeRestriction
     from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's side
+
     from investment_jobs.business_dates import business_date_of, end_of_business_date
 
     timetable = CronDataIntervalTimetable("30 0 * * *", timezone=zone)

@@ -15,9 +15,10 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from investment_jobs.stack import Stack, StackUnavailable, check_services
 
-from tests.conftest import ROOT, run_dag
+from investment_jobs_dev.stack import Stack, StackUnavailable, check_services
+from tests.support.airflow_runs import run_dag
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,8 @@ def worker_running_a_task(stack: Stack, backfill_id: int) -> str | None:
 def test_backfill_on_celery_matches_in_process_and_survives_a_killed_worker(
         airflow_db, pg_server, template_db, engine, tmp_path, monkeypatch):  # noqa: ANN001
     import psycopg
-    from investment_jobs.demo.seed import engine_registration, plan_book, seed_book
+
+    from investment_jobs_dev.book import engine_registration, plan_book, seed_book
 
     if pg_server.host.startswith("/"):
         pytest.skip("the stack's processes need PostgreSQL over TCP at 127.0.0.1:5432")

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from investment_jobs.fees import HIGH_WATER_MARK, SIMPLE, performance_fee
 from investment_jobs.money import minor_unit, minor_unit_exponent
 

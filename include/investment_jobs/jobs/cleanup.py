@@ -21,26 +21,33 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from psycopg import sql
+
 if TYPE_CHECKING:
     import psycopg
 
 OPEN_WITHDRAWAL = ("pending", "approved", "processing")
 
 # Referenced: a distribution or a request points at it, or it belongs to a request that has not ended.
-_REFERENCED = """(EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
+_REFERENCED = sql.SQL("""(EXISTS (SELECT 1 FROM investment.distributions d WHERE d.transaction_id = t.id)
        OR EXISTS (SELECT 1 FROM investment.withdrawal_requests w WHERE w.transaction_id = t.id)
        OR EXISTS (SELECT 1 FROM investment.withdrawal_requests w
-                  WHERE w.id = t.withdrawal_request_id AND w.status = ANY(%(open)s)))"""
-
-_DELETABLE = f"""
+                  WHERE w.id = t.withdrawal_request_id AND w.status = ANY(%(open)s)))""")
+_OLD_FAILED = sql.SQL("""
     FROM investment.transactions t
     WHERE t.status = 'failed'
       AND t.created_at < %(cutoff_at)s
-      AND NOT {_REFERENCED}
-"""
+""")
+_PARTS = {"old_failed": _OLD_FAILED, "referenced": _REFERENCED}
+COUNT_REFERENCED = sql.SQL("SELECT count(*) {old_failed} AND {referenced}").format(**_PARTS)
+COUNT_DELETABLE = sql.SQL("SELECT count(*) {old_failed} AND NOT {referenced}").format(**_PARTS)
+DELETE_A_BATCH = sql.SQL("""
+    DELETE FROM investment.transactions
+    WHERE id IN (SELECT t.id {old_failed} AND NOT {referenced} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+""").format(**_PARTS)
 
 # Closed long enough, with the reason it must stay closed (NULL: it can be archived).
-_ARCHIVE_CANDIDATES = """
+_ARCHIVE_CANDIDATES = sql.SQL("""(
     SELECT a.id,
            CASE
              WHEN EXISTS (SELECT 1 FROM investment.withdrawal_requests w
@@ -58,7 +65,17 @@ _ARCHIVE_CANDIDATES = """
            END AS keep_reason
     FROM investment.accounts a
     WHERE a.status = 'closed' AND a.closed_at < %(cutoff_at)s
-"""
+) c""")
+KEPT_CLOSED = sql.SQL("""
+    SELECT keep_reason, count(*), (array_agg(id::text ORDER BY id))[1:20] FROM {candidates}
+    WHERE keep_reason IS NOT NULL GROUP BY 1 ORDER BY 1
+""").format(candidates=_ARCHIVE_CANDIDATES)
+COUNT_ARCHIVABLE = sql.SQL("SELECT count(*) FROM {candidates} WHERE keep_reason IS NULL").format(
+    candidates=_ARCHIVE_CANDIDATES)
+ARCHIVE_A_BATCH = sql.SQL("""
+    UPDATE investment.accounts SET status = 'archived'
+    WHERE id IN (SELECT c.id FROM {candidates} WHERE c.keep_reason IS NULL LIMIT %(batch)s) AND status = 'closed'
+""").format(candidates=_ARCHIVE_CANDIDATES)
 
 
 def _params(business_date: date, days: int, tz: str) -> dict[str, Any]:
@@ -69,7 +86,7 @@ def _params(business_date: date, days: int, tz: str) -> dict[str, Any]:
             "open": list(OPEN_WITHDRAWAL)}
 
 
-def _in_batches(conn: psycopg.Connection, statement: str, params: dict[str, Any]) -> tuple[int, int, float]:
+def _in_batches(conn: psycopg.Connection, statement: sql.Composable, params: dict[str, Any]) -> tuple[int, int, float]:
     """Run ``statement`` (which changes at most %(batch)s rows) until it changes none, each time in
     its own short transaction. Returns (rows, batches, the longest batch in ms)."""
     rows, batches, longest = 0, 0, 0.0  # float-ok: seconds
@@ -84,47 +101,47 @@ def _in_batches(conn: psycopg.Connection, statement: str, params: dict[str, Any]
         batches += 1
 
 
+def _dry_run_or_batches(conn: psycopg.Connection, result: dict[str, Any], params: dict[str, Any], dry_run: bool,
+                        would: tuple[str, sql.Composable], does: tuple[str, sql.Composable], batch_size: int
+                        ) -> dict[str, Any]:
+    """A dry run counts what ``does`` would change (``would``); a real run changes it in batches."""
+    if dry_run:
+        result[would[0]] = conn.execute(would[1], params).fetchone()[0]
+        conn.rollback()
+        return result
+    changed, batches, longest_ms = _in_batches(conn, does[1], {**params, "batch": batch_size})
+    result.update({does[0]: changed, "batches": batches, "longest_batch_ms": longest_ms})
+    return result
+
+
 def delete_failed_transactions(conn: psycopg.Connection, business_date: date, retention_days: int,
                                batch_size: int, tz: str, dry_run: bool) -> dict[str, Any]:
     params = _params(business_date, retention_days, tz)
-    referenced = conn.execute(
-        f"""SELECT count(*) FROM investment.transactions t WHERE t.status = 'failed'
-            AND t.created_at < %(cutoff_at)s AND {_REFERENCED}""", params).fetchone()[0]
+    referenced = conn.execute(COUNT_REFERENCED, params).fetchone()[0]
     conn.commit()
     result: dict[str, Any] = {"cutoff_date": params["cutoff"].isoformat(), "skipped_referenced": referenced}
-    if dry_run:
-        result["would_delete"] = conn.execute("SELECT count(*) " + _DELETABLE, params).fetchone()[0]
-        conn.rollback()
-        return result
-    deleted, batches, longest_ms = _in_batches(
-        conn, f"""DELETE FROM investment.transactions WHERE id IN (
-                      SELECT t.id {_DELETABLE} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)""",
-        {**params, "batch": batch_size})
-    result.update({"deleted": deleted, "batches": batches, "longest_batch_ms": longest_ms})
-    return result
+    return _dry_run_or_batches(conn, result, params, dry_run, ("would_delete", COUNT_DELETABLE),
+                               ("deleted", DELETE_A_BATCH), batch_size)
 
 
 def archive_closed_accounts(conn: psycopg.Connection, business_date: date, archive_days: int, batch_size: int,
                             tz: str, dry_run: bool) -> dict[str, Any]:
     params = _params(business_date, archive_days, tz)
-    kept = conn.execute(
-        f"SELECT keep_reason, count(*), (array_agg(id::text ORDER BY id))[1:20] FROM ({_ARCHIVE_CANDIDATES}) c "
-        "WHERE keep_reason IS NOT NULL GROUP BY 1 ORDER BY 1", params).fetchall()
+    kept = conn.execute(KEPT_CLOSED, params).fetchall()
     conn.commit()
     result: dict[str, Any] = {
         "cutoff_date": params["cutoff"].isoformat(),
         "skipped": {reason: {"count": n, "account_ids": ids} for reason, n, ids in kept},
     }
-    if dry_run:
-        result["would_archive"] = conn.execute(
-            f"SELECT count(*) FROM ({_ARCHIVE_CANDIDATES}) c WHERE keep_reason IS NULL", params).fetchone()[0]
-        conn.rollback()
-        return result
-    archived, batches, longest_ms = _in_batches(
-        conn, f"""UPDATE investment.accounts SET status = 'archived'
-                  WHERE id IN (SELECT c.id FROM ({_ARCHIVE_CANDIDATES}) c WHERE c.keep_reason IS NULL
-                               LIMIT %(batch)s)
-                    AND status = 'closed'""",
-        {**params, "batch": batch_size})
-    result.update({"archived": archived, "batches": batches, "longest_batch_ms": longest_ms})
-    return result
+    return _dry_run_or_batches(conn, result, params, dry_run, ("would_archive", COUNT_ARCHIVABLE),
+                               ("archived", ARCHIVE_A_BATCH), batch_size)
+
+
+def summarise(business_date: date, dry_run: bool, deleted: dict[str, Any], archived: dict[str, Any]
+              ) -> dict[str, Any]:
+    """The run's summary line: what was (or, in a dry run, would be) deleted and archived."""
+    transactions = {k: v for k, v in deleted.items() if k != "started_at"}
+    return {"job_name": "data_cleanup", "business_date": business_date.isoformat(), "dry_run": dry_run,
+            "transactions": transactions, "accounts": archived,
+            "processed": deleted.get("deleted", 0) + archived.get("archived", 0), "error_count": 0}
+

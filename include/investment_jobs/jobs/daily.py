@@ -27,98 +27,268 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from investment_jobs.config import STAGING_SCHEMA
-from investment_jobs.db.staging import Staging
+from psycopg import sql
+
+from investment_jobs.config import SUMMARY_ID_LIMIT
+from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.ml_engine.client import page_limit
+from investment_jobs.ml_engine.validation import DailyItem, Rejected, validate_item
 from investment_jobs.money import dumps_lenient
-from investment_jobs.performance import DailyItem, Rejected, validate_item
 
 if TYPE_CHECKING:
     import psycopg
+
     from investment_jobs.ml_engine.client import MLEngineClient
 
-SUMMARY_ID_LIMIT = 100  # ids listed in a summary line; the tables hold all of them
+JOB = "dp"
+ROLES = ("accounts", "items", "rejects", "ready")
+CHAIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))"
 
 
 class RejectsOverTolerance(Exception):
     """More items were rejected than DAILY_REJECT_TOLERANCE allows."""
 
 
-ROLES = ("accounts", "items", "rejects", "ready")
+def reference_for(business_date: date, run_id: str) -> RunReference:
+    return RunReference(JOB, run_id, business_date=business_date)
 
 
-def staging_for(business_date: date, run_id: str) -> Staging:
-    return Staging.for_run("dp", business_date.isoformat(), run_id)
+def staging(run: RunReference) -> Staging:
+    return Staging(run, ROLES)
 
 
-def _day(st: Staging) -> date:
-    return date.fromisoformat(st.key)
+# --- the statements, in the order the steps run them ------------------------------------------
+CREATE_ACCOUNTS = """
+    CREATE UNLOGGED TABLE {accounts} AS
+    SELECT a.id AS account_id, a.product_id
+    FROM investment.accounts a
+    WHERE (a.opened_at AT TIME ZONE %(tz)s)::date <= %(d)s
+      AND a.status <> 'suspended'
+      AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(d)s)
+"""
+ACCOUNTS_KEY = "ALTER TABLE {accounts} ADD PRIMARY KEY (account_id)"
+CREATE_ITEMS = """
+    CREATE UNLOGGED TABLE {items} (
+        account_id uuid NOT NULL,
+        opening_balance numeric NOT NULL, closing_balance numeric NOT NULL,
+        daily_return numeric NOT NULL, daily_return_percentage numeric NOT NULL,
+        trades_executed integer NOT NULL, winning_trades integer NOT NULL,
+        losing_trades integer NOT NULL, ml_agent_data jsonb)
+"""
+# stage: 'parse' (the item itself is bad) or 'match' (the book cannot take it)
+CREATE_REJECTS = """
+    CREATE UNLOGGED TABLE {rejects} (account_id text NOT NULL, reason text NOT NULL, item jsonb,
+                                     stage text NOT NULL DEFAULT 'parse')
+"""
+EMPTY_PULLED = "TRUNCATE {items}, {rejects}"
+COPY_ITEMS = "COPY {items} FROM STDIN"
+COPY_REJECTS = "COPY {rejects} (account_id, reason, item) FROM STDIN"
+ANALYZE_ITEMS = "ANALYZE {items}"
+
+CHAIN_VERSION = "SELECT version FROM investment.daily_chain_version"
+DROP_READY = "DROP TABLE IF EXISTS {ready}"
+FORGET_MATCH_REJECTS = "DELETE FROM {rejects} WHERE stage = 'match'"  # a retry starts afresh
+REJECT_WHAT_THE_BOOK_CANNOT_TAKE = """
+    INSERT INTO {rejects} (account_id, reason, item, stage)
+    SELECT i.account_id::text,
+           CASE
+             WHEN d.n > 1 THEN format('%%s items for this account and date; '
+                                      'none is taken until the engine sends one', d.n)
+             WHEN a.id IS NULL THEN 'unknown account'
+             ELSE format('account not active on %%s (status %%s, opened %%s, closed %%s)',
+                         %(d)s::date, a.status,
+                         (a.opened_at AT TIME ZONE %(tz)s)::date,
+                         coalesce(((a.closed_at AT TIME ZONE %(tz)s)::date)::text, '-'))
+           END,
+           to_jsonb(i),
+           'match'
+    FROM {items} i
+    LEFT JOIN (SELECT account_id, count(*) AS n FROM {items} GROUP BY 1 HAVING count(*) > 1) d
+           USING (account_id)
+    LEFT JOIN {accounts} s USING (account_id)
+    LEFT JOIN investment.accounts a ON a.id = i.account_id
+    WHERE d.n IS NOT NULL OR s.account_id IS NULL
+"""
+# A lateral join ``p`` to the stored day before D of the row ``x``: what D's cumulative fields chain from.
+DAY_BEFORE_X = sql.SQL("""
+    LEFT JOIN LATERAL (
+        SELECT dp.cumulative_return, dp.cumulative_return_percentage
+        FROM investment.daily_performance dp
+        WHERE dp.account_id = x.account_id AND dp.date < %(d)s
+        ORDER BY dp.date DESC LIMIT 1
+    ) p ON true
+""")
+CREATE_READY = """
+    CREATE UNLOGGED TABLE {ready} AS
+    SELECT x.account_id, s.product_id, %(d)s::date AS date,
+           x.opening_balance, x.closing_balance, x.daily_return, x.daily_return_percentage,
+           coalesce(p.cumulative_return, 0) + x.daily_return AS cumulative_return,
+           investment.twr_step(coalesce(p.cumulative_return_percentage, 0),
+                               x.daily_return_percentage) AS cumulative_return_percentage,
+           x.trades_executed, x.winning_trades, x.losing_trades, x.ml_agent_data
+    FROM {items} x
+    JOIN {accounts} s USING (account_id)
+    {day_before_x}
+    WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
+                      WHERE r.stage = 'match' AND r.account_id = x.account_id::text)
+"""
+
+CHAIN_D_AGAIN = """
+    UPDATE {ready} t
+    SET cumulative_return = coalesce(prev.cumulative_return, 0) + t.daily_return,
+        cumulative_return_percentage = investment.twr_step(
+            coalesce(prev.cumulative_return_percentage, 0), t.daily_return_percentage)
+    FROM (SELECT x.account_id, p.cumulative_return, p.cumulative_return_percentage
+          FROM {ready} x {day_before_x}) prev
+    WHERE prev.account_id = t.account_id
+"""
+FORGET_STORED_REJECTS = "DELETE FROM investment.daily_performance_rejects WHERE run_id = %(run)s AND date = %(d)s"
+STORE_REJECTS = """
+    INSERT INTO investment.daily_performance_rejects (run_id, date, account_id, reason, item)
+    SELECT %(run)s, %(d)s, account_id, reason, item FROM {rejects}
+"""
+UPSERT_DAY = """
+    INSERT INTO investment.daily_performance AS t (
+        account_id, product_id, date, opening_balance, closing_balance, daily_return,
+        daily_return_percentage, cumulative_return, cumulative_return_percentage,
+        trades_executed, winning_trades, losing_trades, ml_agent_data)
+    SELECT account_id, product_id, date, opening_balance, closing_balance, daily_return,
+           daily_return_percentage, cumulative_return, cumulative_return_percentage,
+           trades_executed, winning_trades, losing_trades, ml_agent_data
+    FROM {ready}
+    ON CONFLICT (account_id, date) DO UPDATE SET
+        product_id = EXCLUDED.product_id,
+        opening_balance = EXCLUDED.opening_balance,
+        closing_balance = EXCLUDED.closing_balance,
+        daily_return = EXCLUDED.daily_return,
+        daily_return_percentage = EXCLUDED.daily_return_percentage,
+        cumulative_return = EXCLUDED.cumulative_return,
+        cumulative_return_percentage = EXCLUDED.cumulative_return_percentage,
+        trades_executed = EXCLUDED.trades_executed,
+        winning_trades = EXCLUDED.winning_trades,
+        losing_trades = EXCLUDED.losing_trades,
+        ml_agent_data = EXCLUDED.ml_agent_data
+    WHERE (t.product_id, t.opening_balance, t.closing_balance, t.daily_return,
+           t.daily_return_percentage, t.cumulative_return, t.cumulative_return_percentage,
+           t.trades_executed, t.winning_trades, t.losing_trades, t.ml_agent_data)
+      IS DISTINCT FROM
+          (EXCLUDED.product_id, EXCLUDED.opening_balance, EXCLUDED.closing_balance,
+           EXCLUDED.daily_return, EXCLUDED.daily_return_percentage, EXCLUDED.cumulative_return,
+           EXCLUDED.cumulative_return_percentage, EXCLUDED.trades_executed,
+           EXCLUDED.winning_trades, EXCLUDED.losing_trades, EXCLUDED.ml_agent_data)
+"""
+# Days after D were chained from the old D (or from a gap): chain them again from D.
+CHAIN_LATER_DAYS_AGAIN = """
+    WITH seed AS (
+        SELECT r.account_id, r.cumulative_return AS cum0, r.cumulative_return_percentage AS twr0
+        FROM {ready} r
+        WHERE r.account_id IN (SELECT account_id FROM investment.daily_performance
+                               WHERE date > %(d)s)
+    ), chained AS (
+        SELECT l.account_id, l.date,
+               s.cum0 + sum(l.daily_return) OVER w AS cumulative_return,
+               investment.twr_chain(s.twr0, l.daily_return_percentage) OVER w
+                   AS cumulative_return_percentage
+        FROM investment.daily_performance l JOIN seed s USING (account_id)
+        WHERE l.date > %(d)s
+        WINDOW w AS (PARTITION BY l.account_id ORDER BY l.date
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    )
+    UPDATE investment.daily_performance t
+    SET cumulative_return = c.cumulative_return,
+        cumulative_return_percentage = c.cumulative_return_percentage
+    FROM chained c
+    WHERE t.account_id = c.account_id AND t.date = c.date
+      AND (t.cumulative_return, t.cumulative_return_percentage)
+          IS DISTINCT FROM (c.cumulative_return, c.cumulative_return_percentage)
+"""
+COUNT_STORED_REJECTS = """
+    SELECT count(*) FROM investment.daily_performance_rejects WHERE run_id = %(run)s AND date = %(d)s
+"""
+BUMP_CHAIN_VERSION = "UPDATE investment.daily_chain_version SET version = version + 1"
+
+# Days after D are a range on the date index: empty in the usual forward run.
+UPDATE_ACCOUNTS = """
+    WITH later AS (
+        SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
+        FROM investment.daily_performance dp
+        WHERE dp.date > %(d)s
+        ORDER BY dp.account_id, dp.date DESC
+    ), settled_after AS (
+        SELECT t.account_id,
+               sum(CASE WHEN t.type = 'withdrawal' THEN t.amount ELSE -t.amount END) AS net_out
+        FROM investment.transactions t
+        WHERE t.type IN ('withdrawal', 'withdrawal_reversal')
+          AND t.processed_at >= ((%(d)s::date + 1)::timestamp AT TIME ZONE %(tz)s)
+          AND t.account_id IN (SELECT account_id FROM {ready})
+        GROUP BY t.account_id
+    ), target AS (
+        SELECT r.account_id,
+               l.account_id IS NULL AS d_is_newest,
+               d.closing_balance - coalesce(s.net_out, 0) AS balance,
+               coalesce(l.cumulative_return_percentage, d.cumulative_return_percentage) AS twr
+        FROM {ready} r
+        JOIN investment.daily_performance d ON d.account_id = r.account_id AND d.date = %(d)s
+        LEFT JOIN later l ON l.account_id = r.account_id
+        LEFT JOIN settled_after s ON s.account_id = r.account_id
+    )
+    UPDATE investment.accounts a
+    SET current_balance = CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END,
+        total_return_percentage = t.twr
+    FROM target t
+    WHERE a.id = t.account_id
+      AND (CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END, t.twr)
+          IS DISTINCT FROM (a.current_balance, a.total_return_percentage)
+"""
+
+MISSING_ACCOUNTS = """
+    SELECT s.account_id::text FROM {accounts} s
+    WHERE NOT EXISTS (SELECT 1 FROM {items} i WHERE i.account_id = s.account_id)
+      AND NOT EXISTS (SELECT 1 FROM {rejects} r WHERE r.account_id = s.account_id::text)
+    ORDER BY 1
+"""
+STORED_REJECTS = """
+    SELECT account_id, reason FROM investment.daily_performance_rejects
+    WHERE run_id = %(run)s AND date = %(d)s ORDER BY account_id, id
+"""
+TOTALS_BY_CURRENCY = """
+    SELECT p.currency, count(*), sum(r.daily_return), sum(r.closing_balance)
+    FROM {ready} r JOIN investment.products p ON p.id = r.product_id
+    GROUP BY p.currency ORDER BY p.currency
+"""
 
 
-# ---------------------------------------------------------------------------------------------
-def _day_before(alias: str) -> str:
-    """A lateral join ``p`` to the account's stored day before D: what D's cumulative fields chain from."""
-    return f"""
-            LEFT JOIN LATERAL (
-                SELECT dp.cumulative_return, dp.cumulative_return_percentage
-                FROM investment.daily_performance dp
-                WHERE dp.account_id = {alias}.account_id AND dp.date < %(d)s
-                ORDER BY dp.date DESC LIMIT 1
-            ) p ON true"""
+def _params(run: RunReference, **more: Any) -> dict[str, Any]:
+    return {"d": run.business_date, "run": run.run_id, **more}
 
 
-def _fill(query: str, st: Staging) -> str:
-    return st.fill(query, ROLES)
-
-
-def snapshot_active_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> int:
+# --- 1. snapshot -------------------------------------------------------------------------------
+def snapshot_active_accounts(conn: psycopg.Connection, run: RunReference, timezone: str) -> int:
     """Create the run's staging tables and fill the set of accounts active on D."""
-    with conn.transaction():
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STAGING_SCHEMA}")
-        for role in ROLES:
-            conn.execute(f"DROP TABLE IF EXISTS {st.table(role)}")
-        conn.execute(_fill(
-            """
-            CREATE UNLOGGED TABLE {accounts} AS
-            SELECT a.id AS account_id, a.product_id
-            FROM investment.accounts a
-            WHERE (a.opened_at AT TIME ZONE %(tz)s)::date <= %(d)s
-              AND a.status <> 'suspended'
-              AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(d)s)
-            """, st), {"tz": timezone, "d": _day(st)})
-        conn.execute(f"ALTER TABLE {st.table('accounts')} ADD PRIMARY KEY (account_id)")
-        conn.execute(_fill(
-            """
-            CREATE UNLOGGED TABLE {items} (
-                account_id uuid NOT NULL,
-                opening_balance numeric NOT NULL, closing_balance numeric NOT NULL,
-                daily_return numeric NOT NULL, daily_return_percentage numeric NOT NULL,
-                trades_executed integer NOT NULL, winning_trades integer NOT NULL,
-                losing_trades integer NOT NULL, ml_agent_data jsonb);
-            -- stage: 'parse' (the item itself is bad) or 'match' (the book cannot take it)
-            CREATE UNLOGGED TABLE {rejects} (account_id text NOT NULL, reason text NOT NULL, item jsonb,
-                                             stage text NOT NULL DEFAULT 'parse');
-            """, st))
-        count = conn.execute(f"SELECT count(*) FROM {st.table('accounts')}").fetchone()[0]
-    return int(count)
+    tables = staging(run)
+    tables.recreate(conn, CREATE_ACCOUNTS, ACCOUNTS_KEY, CREATE_ITEMS, CREATE_REJECTS, params=_params(run, tz=timezone))
+    count = tables.count(conn, "accounts")
+    conn.rollback()
+    return count
 
 
-def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Staging, page_size: int,
+# --- 2. pull -----------------------------------------------------------------------------------
+def pull_performance(conn: psycopg.Connection, client: MLEngineClient, run: RunReference, page_size: int,
                      max_pages: int | None = None) -> dict[str, int]:
     """Page D's bulk listing into staging; one page in memory at a time; all or nothing.
 
     ``max_pages`` bounds the listing (an engine whose cursor never ends fails the run instead of
     filling staging forever); by default it is what D's active accounts can need (see
-    :func:`page_limit`). An item the database refuses despite validation becomes a reject with the
-    database's reason, never a failed day.
+    :func:`~investment_jobs.ml_engine.client.page_limit`). An item the database refuses despite
+    validation becomes a reject with the database's reason, never a failed day.
     """
+    tables = staging(run)
+    day = run.business_date
     received = valid = rejected = pages = 0
-    day = _day(st)
-    if max_pages is None:
-        active = conn.execute(f"SELECT count(*) FROM {st.table('accounts')}").fetchone()[0]
-        max_pages = page_limit(int(active), page_size)
     with conn.transaction():
-        conn.execute(f"TRUNCATE {st.table('items')}, {st.table('rejects')}")
+        if max_pages is None:
+            max_pages = page_limit(tables.count(conn, "accounts"), page_size)
+        tables.execute(conn, EMPTY_PULLED)
         cur = conn.cursor()
         for page in client.iter_daily_performance(day, page_size, max_pages=max_pages):
             pages += 1
@@ -131,17 +301,15 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, st: Stagi
                 else:
                     bad.append((outcome, raw))
             received += len(page)
-            refused = _copy_items(conn, cur, st, good)
-            if refused:
-                bad.extend(refused)
-                good = good[:len(good) - len(refused)]  # only the count is used below
-            valid += len(good)
+            refused = _copy_items(conn, cur, tables, good)
+            bad.extend(refused)
+            valid += len(good) - len(refused)
             rejected += len(bad)
             if bad:
-                with cur.copy(f"COPY {st.table('rejects')} (account_id, reason, item) FROM STDIN") as copy:
+                with cur.copy(tables.sql(COPY_REJECTS)) as copy:
                     for reject, raw in bad:
                         copy.write_row((reject.account_id, reject.reason, dumps_lenient(raw)))
-        conn.execute(f"ANALYZE {st.table('items')}")
+        tables.execute(conn, ANALYZE_ITEMS)
     return {"pages": pages, "received": received, "valid": valid, "rejected": rejected}
 
 
@@ -151,14 +319,14 @@ def _item_row(item: DailyItem) -> tuple:
             item.ml_agent_data)
 
 
-def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, st: Staging, items: list[tuple[DailyItem, Any]]
+def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, tables: Staging, items: list[tuple[DailyItem, Any]]
                 ) -> list[tuple[Rejected, Any]]:
     """COPY a page of valid items into staging in a savepoint. Should the database still refuse one
     (a case validation missed), the page is written again item by item and each refused item comes
     back as a reject with the database's reason: one odd item never fails the day."""
     import psycopg
 
-    statement = f"COPY {st.table('items')} FROM STDIN"
+    statement = tables.sql(COPY_ITEMS)
     refusals = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
     try:
         with conn.transaction(), cur.copy(statement) as copy:
@@ -178,59 +346,26 @@ def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, st: Staging, item
     return refused
 
 
-def compute_returns(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
+# --- 3. compute --------------------------------------------------------------------------------
+def compute_returns(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
     """Reject items the book cannot take; chain the rest from the stored day before D.
 
     Returns the chain version it read first: persist re-chains D only if another date was written
     since (a backfill running several dates at once), so the usual run pays for the chain once.
     """
+    tables = staging(run)
     with conn.transaction():
-        version = conn.execute("SELECT version FROM investment.daily_chain_version").fetchone()[0]
-        conn.execute(f"DROP TABLE IF EXISTS {st.table('ready')}")
-        conn.execute(_fill("DELETE FROM {rejects} WHERE stage = 'match'", st))  # a retry starts afresh
-        conn.execute(_fill(
-            """
-            INSERT INTO {rejects} (account_id, reason, item, stage)
-            SELECT i.account_id::text,
-                   CASE
-                     WHEN d.n > 1 THEN format('%%s items for this account and date; '
-                                              'none is taken until the engine sends one', d.n)
-                     WHEN a.id IS NULL THEN 'unknown account'
-                     ELSE format('account not active on %%s (status %%s, opened %%s, closed %%s)',
-                                 %(d)s::date, a.status,
-                                 (a.opened_at AT TIME ZONE %(tz)s)::date,
-                                 coalesce(((a.closed_at AT TIME ZONE %(tz)s)::date)::text, '-'))
-                   END,
-                   to_jsonb(i),
-                   'match'
-            FROM {items} i
-            LEFT JOIN (SELECT account_id, count(*) AS n FROM {items} GROUP BY 1 HAVING count(*) > 1) d
-                   USING (account_id)
-            LEFT JOIN {accounts} s USING (account_id)
-            LEFT JOIN investment.accounts a ON a.id = i.account_id
-            WHERE d.n IS NOT NULL OR s.account_id IS NULL
-            """, st), {"d": _day(st), "tz": timezone})
-        conn.execute(_fill(
-            """
-            CREATE UNLOGGED TABLE {ready} AS
-            SELECT i.account_id, s.product_id, %(d)s::date AS date,
-                   i.opening_balance, i.closing_balance, i.daily_return, i.daily_return_percentage,
-                   coalesce(p.cumulative_return, 0) + i.daily_return AS cumulative_return,
-                   investment.twr_step(coalesce(p.cumulative_return_percentage, 0),
-                                       i.daily_return_percentage) AS cumulative_return_percentage,
-                   i.trades_executed, i.winning_trades, i.losing_trades, i.ml_agent_data
-            FROM {items} i
-            JOIN {accounts} s USING (account_id)
-            """ + _day_before("i") + """
-            WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
-                              WHERE r.stage = 'match' AND r.account_id = i.account_id::text)
-            """, st), {"d": _day(st)})
-        ready = conn.execute(f"SELECT count(*) FROM {st.table('ready')}").fetchone()[0]
-        rejected = conn.execute(f"SELECT count(*) FROM {st.table('rejects')}").fetchone()[0]
-    return {"ready": int(ready), "rejected": int(rejected), "chain_version": int(version)}
+        version = conn.execute(CHAIN_VERSION).fetchone()[0]
+        tables.execute(conn, DROP_READY)
+        tables.execute(conn, FORGET_MATCH_REJECTS)
+        tables.execute(conn, REJECT_WHAT_THE_BOOK_CANNOT_TAKE, _params(run, tz=timezone))
+        tables.execute(conn, CREATE_READY, _params(run), day_before_x=DAY_BEFORE_X)
+        ready, rejected = tables.count(conn, "ready"), tables.count(conn, "rejects")
+    return {"ready": ready, "rejected": rejected, "chain_version": int(version)}
 
 
-def persist(conn: psycopg.Connection, st: Staging, chain_version: int | None = None) -> dict[str, int]:
+# --- 4. persist --------------------------------------------------------------------------------
+def persist(conn: psycopg.Connection, run: RunReference, chain_version: int | None = None) -> dict[str, int]:
     """Write D in one transaction: rows, this run's rejects, and later days' cumulative fields.
 
     Every date's persist holds the same lock and bumps the chain version. When another date was
@@ -238,94 +373,26 @@ def persist(conn: psycopg.Connection, st: Staging, chain_version: int | None = N
     backfill), D is chained again here from the stored day before it, so any interleaving of dates
     ends with the rows of a sequential run.
     """
+    tables = staging(run)
+    params = _params(run)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))")
-        current = conn.execute("SELECT version FROM investment.daily_chain_version").fetchone()[0]
+        conn.execute(CHAIN_LOCK)
+        current = conn.execute(CHAIN_VERSION).fetchone()[0]
         rechained_d = 0
         if chain_version is None or current != chain_version:
-            rechained_d = conn.execute(_fill(
-                """
-                UPDATE {ready} t
-                SET cumulative_return = coalesce(prev.cumulative_return, 0) + t.daily_return,
-                    cumulative_return_percentage = investment.twr_step(
-                        coalesce(prev.cumulative_return_percentage, 0), t.daily_return_percentage)
-                FROM (SELECT r.account_id, p.cumulative_return, p.cumulative_return_percentage
-                      FROM {ready} r """ + _day_before("r") + """) prev
-                WHERE prev.account_id = t.account_id
-                """, st), {"d": _day(st)}).rowcount
-        conn.execute("DELETE FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
-                     (st.run_id, _day(st)))
-        conn.execute(_fill(
-            """
-            INSERT INTO investment.daily_performance_rejects (run_id, date, account_id, reason, item)
-            SELECT %(run)s, %(d)s, account_id, reason, item FROM {rejects}
-            """, st), {"run": st.run_id, "d": _day(st)})
-        upserted = conn.execute(_fill(
-            """
-            INSERT INTO investment.daily_performance AS t (
-                account_id, product_id, date, opening_balance, closing_balance, daily_return,
-                daily_return_percentage, cumulative_return, cumulative_return_percentage,
-                trades_executed, winning_trades, losing_trades, ml_agent_data)
-            SELECT account_id, product_id, date, opening_balance, closing_balance, daily_return,
-                   daily_return_percentage, cumulative_return, cumulative_return_percentage,
-                   trades_executed, winning_trades, losing_trades, ml_agent_data
-            FROM {ready}
-            ON CONFLICT (account_id, date) DO UPDATE SET
-                product_id = EXCLUDED.product_id,
-                opening_balance = EXCLUDED.opening_balance,
-                closing_balance = EXCLUDED.closing_balance,
-                daily_return = EXCLUDED.daily_return,
-                daily_return_percentage = EXCLUDED.daily_return_percentage,
-                cumulative_return = EXCLUDED.cumulative_return,
-                cumulative_return_percentage = EXCLUDED.cumulative_return_percentage,
-                trades_executed = EXCLUDED.trades_executed,
-                winning_trades = EXCLUDED.winning_trades,
-                losing_trades = EXCLUDED.losing_trades,
-                ml_agent_data = EXCLUDED.ml_agent_data
-            WHERE (t.product_id, t.opening_balance, t.closing_balance, t.daily_return,
-                   t.daily_return_percentage, t.cumulative_return, t.cumulative_return_percentage,
-                   t.trades_executed, t.winning_trades, t.losing_trades, t.ml_agent_data)
-              IS DISTINCT FROM
-                  (EXCLUDED.product_id, EXCLUDED.opening_balance, EXCLUDED.closing_balance,
-                   EXCLUDED.daily_return, EXCLUDED.daily_return_percentage, EXCLUDED.cumulative_return,
-                   EXCLUDED.cumulative_return_percentage, EXCLUDED.trades_executed,
-                   EXCLUDED.winning_trades, EXCLUDED.losing_trades, EXCLUDED.ml_agent_data)
-            """, st)).rowcount
-        # Days after D were chained from the old D (or from a gap): chain them again from D.
-        later = conn.execute(_fill(
-            """
-            WITH seed AS (
-                SELECT r.account_id, r.cumulative_return AS cum0, r.cumulative_return_percentage AS twr0
-                FROM {ready} r
-                WHERE r.account_id IN (SELECT account_id FROM investment.daily_performance
-                                       WHERE date > %(d)s)
-            ), chained AS (
-                SELECT l.account_id, l.date,
-                       s.cum0 + sum(l.daily_return) OVER w AS cumulative_return,
-                       investment.twr_chain(s.twr0, l.daily_return_percentage) OVER w
-                           AS cumulative_return_percentage
-                FROM investment.daily_performance l JOIN seed s USING (account_id)
-                WHERE l.date > %(d)s
-                WINDOW w AS (PARTITION BY l.account_id ORDER BY l.date
-                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-            )
-            UPDATE investment.daily_performance t
-            SET cumulative_return = c.cumulative_return,
-                cumulative_return_percentage = c.cumulative_return_percentage
-            FROM chained c
-            WHERE t.account_id = c.account_id AND t.date = c.date
-              AND (t.cumulative_return, t.cumulative_return_percentage)
-                  IS DISTINCT FROM (c.cumulative_return, c.cumulative_return_percentage)
-            """, st), {"d": _day(st)}).rowcount
-        rejects = conn.execute(
-            "SELECT count(*) FROM investment.daily_performance_rejects WHERE run_id = %s AND date = %s",
-            (st.run_id, _day(st))).fetchone()[0]
-        conn.execute("UPDATE investment.daily_chain_version SET version = version + 1")
+            rechained_d = tables.execute(conn, CHAIN_D_AGAIN, params, day_before_x=DAY_BEFORE_X).rowcount
+        conn.execute(FORGET_STORED_REJECTS, params)
+        tables.execute(conn, STORE_REJECTS, params)
+        upserted = tables.execute(conn, UPSERT_DAY).rowcount
+        later = tables.execute(conn, CHAIN_LATER_DAYS_AGAIN, params).rowcount
+        rejects = conn.execute(COUNT_STORED_REJECTS, params).fetchone()[0]
+        conn.execute(BUMP_CHAIN_VERSION)
     return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
             "chained_again_after_a_concurrent_date": rechained_d}
 
 
-def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
+# --- 5. accounts -------------------------------------------------------------------------------
+def update_account_snapshots(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
     """Bring accounts up to their newest stored day, and never back to an older one.
 
     current_balance changes only where D is the account's newest stored day (a backfill of an old
@@ -338,69 +405,24 @@ def update_account_snapshots(conn: psycopg.Connection, st: Staging, timezone: st
     earlier date persisted after this run's persist re-chains the stored D, not this run's copy).
     """
     with conn.transaction():
-        # Same lock as persist: later days are read while no other date is being written.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))")
-        # Days after D are a range on the date index: empty in the usual forward run.
-        updated = conn.execute(_fill(
-            """
-            WITH later AS (
-                SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
-                FROM investment.daily_performance dp
-                WHERE dp.date > %(d)s
-                ORDER BY dp.account_id, dp.date DESC
-            ), settled_after AS (
-                SELECT t.account_id,
-                       sum(CASE WHEN t.type = 'withdrawal' THEN t.amount ELSE -t.amount END) AS net_out
-                FROM investment.transactions t
-                WHERE t.type IN ('withdrawal', 'withdrawal_reversal')
-                  AND t.processed_at >= ((%(d)s::date + 1)::timestamp AT TIME ZONE %(tz)s)
-                  AND t.account_id IN (SELECT account_id FROM {ready})
-                GROUP BY t.account_id
-            ), target AS (
-                SELECT r.account_id,
-                       l.account_id IS NULL AS d_is_newest,
-                       d.closing_balance - coalesce(s.net_out, 0) AS balance,
-                       coalesce(l.cumulative_return_percentage, d.cumulative_return_percentage) AS twr
-                FROM {ready} r
-                JOIN investment.daily_performance d ON d.account_id = r.account_id AND d.date = %(d)s
-                LEFT JOIN later l ON l.account_id = r.account_id
-                LEFT JOIN settled_after s ON s.account_id = r.account_id
-            )
-            UPDATE investment.accounts a
-            SET current_balance = CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END,
-                total_return_percentage = t.twr
-            FROM target t
-            WHERE a.id = t.account_id
-              AND (CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END, t.twr)
-                  IS DISTINCT FROM (a.current_balance, a.total_return_percentage)
-            """, st), {"d": _day(st), "tz": timezone}).rowcount
+        conn.execute(CHAIN_LOCK)  # the same lock as persist: later days are read while no date is written
+        updated = staging(run).execute(conn, UPDATE_ACCOUNTS, _params(run, tz=timezone)).rowcount
     return {"accounts_updated": updated}
 
 
-def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any], tolerance: int
+# --- 6. summary --------------------------------------------------------------------------------
+def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any], tolerance: int
               ) -> dict[str, Any]:
-    """The run's summary: processed, missing, rejected, totals. Raises past the reject tolerance."""
-    missing = conn.execute(_fill(
-        """
-        SELECT s.account_id::text FROM {accounts} s
-        WHERE NOT EXISTS (SELECT 1 FROM {items} i WHERE i.account_id = s.account_id)
-          AND NOT EXISTS (SELECT 1 FROM {rejects} r WHERE r.account_id = s.account_id::text)
-        ORDER BY 1
-        """, st)).fetchall()
-    rejects = conn.execute(
-        """SELECT account_id, reason FROM investment.daily_performance_rejects
-           WHERE run_id = %s AND date = %s ORDER BY account_id, id""", (st.run_id, _day(st))).fetchall()
-    totals = conn.execute(_fill(
-        """
-        SELECT p.currency, count(*), sum(r.daily_return), sum(r.closing_balance)
-        FROM {ready} r JOIN investment.products p ON p.id = r.product_id
-        GROUP BY p.currency ORDER BY p.currency
-        """, st)).fetchall()
+    """The run's summary: processed, missing, rejected, totals."""
+    tables = staging(run)
+    missing = tables.execute(conn, MISSING_ACCOUNTS).fetchall()
+    rejects = conn.execute(STORED_REJECTS, _params(run)).fetchall()
+    totals = tables.execute(conn, TOTALS_BY_CURRENCY).fetchall()
     conn.rollback()
-    summary: dict[str, Any] = {
+    return {
         "job_name": "daily_performance",
-        "business_date": st.key,
-        "run_id": st.run_id,
+        "business_date": run.key,
+        "run_id": run.run_id,
         "active_accounts": counts.get("active_accounts"),
         "received": counts.get("received"),
         "processed": counts.get("ready"),
@@ -418,10 +440,10 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any], tol
             for cur, n, ret, bal in totals
         },
     }
-    return summary
 
 
 def check_tolerance(summary: dict[str, Any]) -> None:
+    """Raise past the reject tolerance, in words an operator can act on."""
     if summary["rejected_count"] > summary["reject_tolerance"]:
         listed = "; ".join(f"{r['account_id'] or '(no id)'}: {r['reason']}" for r in summary["rejected"][:20])
         more = summary["rejected_count"] - min(20, summary["rejected_count"])
@@ -433,5 +455,5 @@ def check_tolerance(summary: dict[str, Any]) -> None:
         )
 
 
-def drop_staging(conn: psycopg.Connection, st: Staging) -> None:
-    st.drop(conn, ROLES)
+def drop_staging(conn: psycopg.Connection, run: RunReference) -> None:
+    staging(run).drop(conn)

@@ -23,150 +23,240 @@ move balances, not returns); ``opening_balance`` is the first stored day's openi
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from investment_jobs.db.staging import Staging
+from investment_jobs.business_dates import Period
+from investment_jobs.config import SUMMARY_ID_LIMIT
+from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.fees import performance_fee
 
 if TYPE_CHECKING:
     import psycopg
 
+JOB = "md"
 ROLES = ("assessed", "missing", "ready")
-SUMMARY_ID_LIMIT = 100
 LOCK_KEY = 0x1D15_7B17  # pg_advisory_xact_lock key: one distribution at a time, any period
+OUTCOMES = ("distribute", "already", "held_incomplete", "held_order", "held_error", "drift")
 
 
 class DistributionIncomplete(Exception):
     """Accounts were held back, drifted, or changed meanwhile: an operator must look."""
 
 
-def staging_for(period: str, run_id: str) -> Staging:
-    return Staging.for_run("md", period, run_id)
+def reference_for(period: Period, run_id: str) -> RunReference:
+    return RunReference(JOB, run_id, period=period)
 
 
-def _bounds(st: Staging) -> dict[str, Any]:
-    first = date.fromisoformat(f"{st.key}-01")
-    next_first = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return {"period": st.key, "start": first, "end": date.fromordinal(next_first.toordinal() - 1)}
+def staging(run: RunReference) -> Staging:
+    return Staging(run, ROLES)
 
 
-def _fill(query: str, st: Staging) -> str:
-    return st.fill(query, ROLES)
+def _params(run: RunReference, **more: Any) -> dict[str, Any]:
+    period: Period = run.period  # type: ignore[assignment]
+    return {"period": period.key, "start": period.first_day, "end": period.last_day, "run": run.run_id, **more}
 
 
-def assess_accounts(conn: psycopg.Connection, st: Staging, timezone: str) -> dict[str, int]:
+# --- the statements ----------------------------------------------------------------------------
+CREATE_ASSESSED = """
+    CREATE UNLOGGED TABLE {assessed} AS
+    WITH active AS (
+        SELECT a.id AS account_id, a.product_id, a.user_id, a.high_water_mark,
+               greatest(%(start)s::date, (a.opened_at AT TIME ZONE %(tz)s)::date) AS active_start,
+               least(%(end)s::date, coalesce((a.closed_at AT TIME ZONE %(tz)s)::date - 1,
+                                             %(end)s::date)) AS active_end
+        FROM investment.accounts a
+        WHERE a.status <> 'suspended'
+          AND (a.opened_at AT TIME ZONE %(tz)s)::date <= %(end)s
+          AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(start)s)
+          -- active on at least one day: one opened and closed on the same day never was
+          AND (a.closed_at IS NULL
+               OR (a.closed_at AT TIME ZONE %(tz)s)::date > (a.opened_at AT TIME ZONE %(tz)s)::date)
+    ), stored AS (
+        SELECT dp.account_id,
+               count(*) FILTER (WHERE dp.date BETWEEN ac.active_start AND ac.active_end)
+                   AS stored_days,
+               sum(dp.daily_return) AS gross_profit,
+               (array_agg(dp.opening_balance ORDER BY dp.date))[1] AS opening_balance,
+               (array_agg(dp.closing_balance ORDER BY dp.date DESC))[1] AS closing_balance,
+               (array_agg(dp.cumulative_return ORDER BY dp.date DESC))[1] AS cumulative_return
+        FROM investment.daily_performance dp JOIN active ac USING (account_id)
+        WHERE dp.date BETWEEN %(start)s AND %(end)s
+        GROUP BY dp.account_id
+    )
+    SELECT ac.account_id, ac.product_id, ac.user_id, ac.high_water_mark,
+           ac.active_start, ac.active_end, ac.active_end - ac.active_start + 1 AS expected_days,
+           coalesce(s.stored_days, 0) AS stored_days,
+           s.gross_profit, s.opening_balance, s.closing_balance, s.cumulative_return,
+           p.currency,
+           -- the rate of a period is the one its first distribution run used
+           coalesce(r.performance_fee_percentage, p.performance_fee_percentage)
+               AS performance_fee_percentage,
+           coalesce(r.fee_model, p.fee_model) AS fee_model,
+           p.performance_fee_percentage AS product_fee_percentage, p.fee_model AS product_fee_model,
+           r.fixed_by_run AS rate_fixed_by_run,
+           NULL::text AS hold_reason,
+           d.id AS distribution_id, d.gross_profit AS distributed_gross,
+           d.opening_balance AS distributed_opening, d.closing_balance AS distributed_closing,
+           CASE
+             WHEN d.id IS NOT NULL AND (d.gross_profit, d.opening_balance, d.closing_balance)
+                  IS DISTINCT FROM (s.gross_profit, s.opening_balance, s.closing_balance)
+               THEN 'drift'
+             WHEN d.id IS NOT NULL THEN 'already'
+             WHEN coalesce(s.stored_days, 0) < ac.active_end - ac.active_start + 1
+               THEN 'held_incomplete'
+             WHEN coalesce(r.fee_model, p.fee_model) = 'high_water_mark' AND EXISTS (
+                  SELECT 1 FROM investment.distributions l
+                  WHERE l.account_id = ac.account_id AND l.period > %(period)s)
+               THEN 'held_order'
+             ELSE 'distribute'
+           END AS outcome
+    FROM active ac
+    JOIN investment.products p ON p.id = ac.product_id
+    LEFT JOIN investment.distribution_rates r ON r.period = %(period)s AND r.product_id = ac.product_id
+    LEFT JOIN stored s USING (account_id)
+    LEFT JOIN investment.distributions d ON d.account_id = ac.account_id AND d.period = %(period)s
+"""
+ASSESSED_KEY = "ALTER TABLE {assessed} ADD PRIMARY KEY (account_id)"
+CREATE_MISSING = """
+    CREATE UNLOGGED TABLE {missing} AS
+    SELECT a.account_id, g.day::date AS date
+    FROM {assessed} a
+    CROSS JOIN LATERAL generate_series(a.active_start, a.active_end, interval '1 day') g(day)
+    WHERE a.outcome = 'held_incomplete'
+      AND NOT EXISTS (SELECT 1 FROM investment.daily_performance dp
+                      WHERE dp.account_id = a.account_id AND dp.date = g.day::date)
+"""
+CREATE_READY = """
+    CREATE UNLOGGED TABLE {ready} (
+        account_id uuid PRIMARY KEY, status text NOT NULL, fee numeric NOT NULL,
+        net numeric NOT NULL, high_water_mark_after numeric)
+"""
+COUNT_OUTCOMES = "SELECT outcome, count(*) FROM {assessed} GROUP BY 1"
+
+EMPTY_READY = "TRUNCATE {ready}"
+FORGET_HELD_ERRORS = "UPDATE {assessed} SET outcome = 'distribute', hold_reason = NULL WHERE outcome = 'held_error'"
+TO_DISTRIBUTE = """
+    SELECT account_id, gross_profit, performance_fee_percentage, currency, fee_model,
+           cumulative_return, high_water_mark
+    FROM {assessed} WHERE outcome = 'distribute'
+"""
+COPY_READY = "COPY {ready} (account_id, status, fee, net, high_water_mark_after) FROM STDIN"
+HOLD_WITH_REASON = "UPDATE {assessed} SET outcome = 'held_error', hold_reason = %s WHERE account_id = %s"
+
+# The first run that distributes a product's accounts for P fixes P's rate for that product.
+FIX_PERIOD_RATES = """
+    INSERT INTO investment.distribution_rates (period, product_id, performance_fee_percentage, fee_model,
+                                               fixed_by_run)
+    SELECT DISTINCT %(period)s, s.product_id, s.performance_fee_percentage, s.fee_model, %(run)s
+    FROM {ready} r JOIN {assessed} s USING (account_id)
+    ON CONFLICT (period, product_id) DO NOTHING
+"""
+DISTRIBUTE = """
+    WITH prepared AS (
+        SELECT s.*, r.status, r.fee, r.net, r.high_water_mark_after,
+               gen_random_uuid() AS new_distribution_id,
+               CASE WHEN r.status = 'distributed' THEN gen_random_uuid() END AS new_transaction_id
+        FROM {ready} r
+        JOIN {assessed} s USING (account_id)
+        JOIN investment.accounts a ON a.id = r.account_id
+        JOIN investment.distribution_rates fr ON fr.period = %(period)s AND fr.product_id = s.product_id
+        -- the mark the fee was computed from must still be the account's mark, and the rate the
+        -- period's (another run may have fixed it meanwhile: then this one is not written)
+        WHERE a.high_water_mark = s.high_water_mark
+          AND (fr.performance_fee_percentage, fr.fee_model) = (s.performance_fee_percentage, s.fee_model)
+    ), inserted AS (
+        INSERT INTO investment.distributions (
+            id, account_id, product_id, user_id, period, period_start, period_end,
+            opening_balance, closing_balance, gross_profit, performance_fee_percentage,
+            performance_fee_amount, net_profit, status, distributed_at, transaction_id,
+            fee_model, cumulative_return, high_water_mark_before, high_water_mark_after)
+        SELECT new_distribution_id, account_id, product_id, user_id, %(period)s, %(start)s, %(end)s,
+               opening_balance, closing_balance, gross_profit, performance_fee_percentage,
+               fee, net, status, CASE WHEN status = 'distributed' THEN now() END, new_transaction_id,
+               fee_model, cumulative_return,
+               CASE WHEN fee_model = 'high_water_mark' THEN high_water_mark END,
+               high_water_mark_after
+        FROM prepared
+        ON CONFLICT (account_id, period) DO NOTHING
+        RETURNING id, account_id, user_id, status, net_profit, closing_balance, transaction_id,
+                  fee_model, high_water_mark_after
+    ), ledger AS (
+        INSERT INTO investment.transactions (
+            id, account_id, user_id, type, amount, balance_before, balance_after,
+            distribution_id, distribution_period, status, processed_at)
+        SELECT transaction_id, account_id, user_id, 'profit_distribution', net_profit,
+               closing_balance, closing_balance, id, %(period)s, 'completed', now()
+        FROM inserted WHERE status = 'distributed'
+    )
+    UPDATE investment.accounts a
+    SET total_profit_distributed = a.total_profit_distributed
+            + CASE WHEN i.status = 'distributed' THEN i.net_profit ELSE 0 END,
+        high_water_mark = CASE WHEN i.fee_model = 'high_water_mark'
+                               THEN i.high_water_mark_after ELSE a.high_water_mark END
+    FROM inserted i
+    WHERE a.id = i.account_id
+    RETURNING i.status
+"""
+COUNT_READY = "SELECT count(*) FROM {ready}"
+
+PERIOD_TOTALS = """
+    SELECT p.currency, d.status, count(*), sum(d.gross_profit), sum(d.performance_fee_amount), sum(d.net_profit)
+    FROM investment.distributions d JOIN investment.products p ON p.id = d.product_id
+    WHERE d.period = %(period)s GROUP BY 1, 2 ORDER BY 1, 2
+"""
+HELD_BACK = """
+    SELECT a.account_id::text, a.outcome,
+           coalesce(array_agg(m.date ORDER BY m.date) FILTER (WHERE m.date IS NOT NULL), ARRAY[]::date[]),
+           a.hold_reason
+    FROM {assessed} a LEFT JOIN {missing} m USING (account_id)
+    WHERE a.outcome IN ('held_incomplete', 'held_order', 'held_error')
+    GROUP BY 1, 2, 4 ORDER BY 1
+"""
+# Products whose rate changed after the period's first run: the period keeps the first rate.
+RATES_CHANGED_SINCE = """
+    SELECT DISTINCT product_id::text, performance_fee_percentage, fee_model, product_fee_percentage,
+           product_fee_model, rate_fixed_by_run
+    FROM {assessed}
+    WHERE rate_fixed_by_run IS NOT NULL
+      AND (performance_fee_percentage, fee_model) IS DISTINCT FROM (product_fee_percentage, product_fee_model)
+    ORDER BY 1
+"""
+DRIFTED = """
+    SELECT account_id::text, distributed_gross, gross_profit, distributed_opening, opening_balance,
+           distributed_closing, closing_balance
+    FROM {assessed} WHERE outcome = 'drift' ORDER BY 1
+"""
+
+
+# --- 1. assess ---------------------------------------------------------------------------------
+def assess_accounts(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
     """Create the run's staging tables and decide each account's outcome for the period."""
-    params = {**_bounds(st), "tz": timezone}
-    with conn.transaction():
-        conn.execute("CREATE SCHEMA IF NOT EXISTS investment_staging")
-        for role in ROLES:
-            conn.execute(f"DROP TABLE IF EXISTS {st.table(role)}")
-        conn.execute(_fill(
-            """
-            CREATE UNLOGGED TABLE {assessed} AS
-            WITH active AS (
-                SELECT a.id AS account_id, a.product_id, a.user_id, a.high_water_mark,
-                       greatest(%(start)s::date, (a.opened_at AT TIME ZONE %(tz)s)::date) AS active_start,
-                       least(%(end)s::date, coalesce((a.closed_at AT TIME ZONE %(tz)s)::date - 1,
-                                                     %(end)s::date)) AS active_end
-                FROM investment.accounts a
-                WHERE a.status <> 'suspended'
-                  AND (a.opened_at AT TIME ZONE %(tz)s)::date <= %(end)s
-                  AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(start)s)
-                  -- active on at least one day: one opened and closed on the same day never was
-                  AND (a.closed_at IS NULL
-                       OR (a.closed_at AT TIME ZONE %(tz)s)::date > (a.opened_at AT TIME ZONE %(tz)s)::date)
-            ), stored AS (
-                SELECT dp.account_id,
-                       count(*) FILTER (WHERE dp.date BETWEEN ac.active_start AND ac.active_end)
-                           AS stored_days,
-                       sum(dp.daily_return) AS gross_profit,
-                       (array_agg(dp.opening_balance ORDER BY dp.date))[1] AS opening_balance,
-                       (array_agg(dp.closing_balance ORDER BY dp.date DESC))[1] AS closing_balance,
-                       (array_agg(dp.cumulative_return ORDER BY dp.date DESC))[1] AS cumulative_return
-                FROM investment.daily_performance dp JOIN active ac USING (account_id)
-                WHERE dp.date BETWEEN %(start)s AND %(end)s
-                GROUP BY dp.account_id
-            )
-            SELECT ac.account_id, ac.product_id, ac.user_id, ac.high_water_mark,
-                   ac.active_start, ac.active_end, ac.active_end - ac.active_start + 1 AS expected_days,
-                   coalesce(s.stored_days, 0) AS stored_days,
-                   s.gross_profit, s.opening_balance, s.closing_balance, s.cumulative_return,
-                   p.currency,
-                   -- the rate of a period is the one its first distribution run used
-                   coalesce(r.performance_fee_percentage, p.performance_fee_percentage)
-                       AS performance_fee_percentage,
-                   coalesce(r.fee_model, p.fee_model) AS fee_model,
-                   p.performance_fee_percentage AS product_fee_percentage, p.fee_model AS product_fee_model,
-                   r.fixed_by_run AS rate_fixed_by_run,
-                   NULL::text AS hold_reason,
-                   d.id AS distribution_id, d.gross_profit AS distributed_gross,
-                   d.opening_balance AS distributed_opening, d.closing_balance AS distributed_closing,
-                   CASE
-                     WHEN d.id IS NOT NULL AND (d.gross_profit, d.opening_balance, d.closing_balance)
-                          IS DISTINCT FROM (s.gross_profit, s.opening_balance, s.closing_balance)
-                       THEN 'drift'
-                     WHEN d.id IS NOT NULL THEN 'already'
-                     WHEN coalesce(s.stored_days, 0) < ac.active_end - ac.active_start + 1
-                       THEN 'held_incomplete'
-                     WHEN coalesce(r.fee_model, p.fee_model) = 'high_water_mark' AND EXISTS (
-                          SELECT 1 FROM investment.distributions l
-                          WHERE l.account_id = ac.account_id AND l.period > %(period)s)
-                       THEN 'held_order'
-                     ELSE 'distribute'
-                   END AS outcome
-            FROM active ac
-            JOIN investment.products p ON p.id = ac.product_id
-            LEFT JOIN investment.distribution_rates r ON r.period = %(period)s AND r.product_id = ac.product_id
-            LEFT JOIN stored s USING (account_id)
-            LEFT JOIN investment.distributions d ON d.account_id = ac.account_id AND d.period = %(period)s
-            """, st), params)
-        conn.execute(f"ALTER TABLE {st.table('assessed')} ADD PRIMARY KEY (account_id)")
-        conn.execute(_fill(
-            """
-            CREATE UNLOGGED TABLE {missing} AS
-            SELECT a.account_id, g.day::date AS date
-            FROM {assessed} a
-            CROSS JOIN LATERAL generate_series(a.active_start, a.active_end, interval '1 day') g(day)
-            WHERE a.outcome = 'held_incomplete'
-              AND NOT EXISTS (SELECT 1 FROM investment.daily_performance dp
-                              WHERE dp.account_id = a.account_id AND dp.date = g.day::date)
-            """, st))
-        conn.execute(_fill(
-            """
-            CREATE UNLOGGED TABLE {ready} (
-                account_id uuid PRIMARY KEY, status text NOT NULL, fee numeric NOT NULL,
-                net numeric NOT NULL, high_water_mark_after numeric)
-            """, st))
-        counts = dict(conn.execute(_fill("SELECT outcome, count(*) FROM {assessed} GROUP BY 1", st))
-                      .fetchall())
+    tables = staging(run)
+    tables.recreate(conn, CREATE_ASSESSED, ASSESSED_KEY, CREATE_MISSING, CREATE_READY, params=_params(run, tz=timezone))
+    counts = dict(tables.execute(conn, COUNT_OUTCOMES).fetchall())
+    conn.rollback()
     return {outcome: int(n) for outcome, n in counts.items()}
 
 
-def compute_fees(conn: psycopg.Connection, st: Staging, batch: int = 5000) -> dict[str, int]:
+# --- 2. fees -----------------------------------------------------------------------------------
+def compute_fees(conn: psycopg.Connection, run: RunReference, batch: int = 5000) -> dict[str, int]:
     """Fee and net for each account to distribute, in Decimal, streamed (memory bounded by batch).
 
     An account whose fee cannot be computed (a value the fee model refuses) is held back with the
     reason (outcome ``held_error``); it never stops the others.
     """
+    tables = staging(run)
     computed = 0
     errors: list[tuple[str, str]] = []
     with conn.transaction():
-        conn.execute(_fill("TRUNCATE {ready}", st))
-        conn.execute(_fill("UPDATE {assessed} SET outcome = 'distribute', hold_reason = NULL "
-                           "WHERE outcome = 'held_error'", st))  # a retry starts afresh
+        tables.execute(conn, EMPTY_READY)
+        tables.execute(conn, FORGET_HELD_ERRORS)  # a retry starts afresh
         # A server-side cursor and a COPY cannot share the connection at once: fetch, then copy.
-        with conn.cursor(name=f"md_fees_{st.tag}") as source, conn.cursor() as sink:
-            source.execute(_fill(
-                """SELECT account_id, gross_profit, performance_fee_percentage, currency, fee_model,
-                          cumulative_return, high_water_mark
-                   FROM {assessed} WHERE outcome = 'distribute'""", st))
+        with conn.cursor(name=f"md_fees_{tables.tag}") as source, conn.cursor() as sink:
+            source.execute(tables.sql(TO_DISTRIBUTE))
             while rows := source.fetchmany(batch):
-                with sink.copy(_fill(
-                    "COPY {ready} (account_id, status, fee, net, high_water_mark_after) FROM STDIN", st)
-                ) as copy:
+                with sink.copy(tables.sql(COPY_READY)) as copy:
                     for account_id, gross, rate, currency, model, cumulative, mark in rows:
                         try:
                             if gross is None:
@@ -178,74 +268,20 @@ def compute_fees(conn: psycopg.Connection, st: Staging, batch: int = 5000) -> di
                         copy.write_row((account_id, fee.status, fee.fee, fee.net, fee.high_water_mark_after))
                         computed += 1
         if errors:
-            conn.cursor().executemany(_fill(
-                "UPDATE {assessed} SET outcome = 'held_error', hold_reason = %s WHERE account_id = %s", st),
-                [(why, account_id) for account_id, why in errors])
+            conn.cursor().executemany(tables.sql(HOLD_WITH_REASON), [(why, account_id) for account_id, why in errors])
     return {"computed": computed, "held_error": len(errors)}
 
 
-def distribute(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
+# --- 3. distribute -----------------------------------------------------------------------------
+def distribute(conn: psycopg.Connection, run: RunReference) -> dict[str, int]:
     """Write the month for every computed account, once, atomically (see the module's docstring)."""
-    params = _bounds(st)
+    tables = staging(run)
+    params = _params(run)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        # The first run that distributes a product's accounts for P fixes P's rate for that product.
-        conn.execute(_fill(
-            """
-            INSERT INTO investment.distribution_rates (period, product_id, performance_fee_percentage, fee_model,
-                                                       fixed_by_run)
-            SELECT DISTINCT %(period)s, s.product_id, s.performance_fee_percentage, s.fee_model, %(run)s
-            FROM {ready} r JOIN {assessed} s USING (account_id)
-            ON CONFLICT (period, product_id) DO NOTHING
-            """, st), {**params, "run": st.run_id})
-        rows = conn.execute(_fill(
-            """
-            WITH prepared AS (
-                SELECT s.*, r.status, r.fee, r.net, r.high_water_mark_after,
-                       gen_random_uuid() AS new_distribution_id,
-                       CASE WHEN r.status = 'distributed' THEN gen_random_uuid() END AS new_transaction_id
-                FROM {ready} r
-                JOIN {assessed} s USING (account_id)
-                JOIN investment.accounts a ON a.id = r.account_id
-                JOIN investment.distribution_rates fr ON fr.period = %(period)s AND fr.product_id = s.product_id
-                -- the mark the fee was computed from must still be the account's mark, and the rate the
-                -- period's (another run may have fixed it meanwhile: then this one is not written)
-                WHERE a.high_water_mark = s.high_water_mark
-                  AND (fr.performance_fee_percentage, fr.fee_model) = (s.performance_fee_percentage, s.fee_model)
-            ), inserted AS (
-                INSERT INTO investment.distributions (
-                    id, account_id, product_id, user_id, period, period_start, period_end,
-                    opening_balance, closing_balance, gross_profit, performance_fee_percentage,
-                    performance_fee_amount, net_profit, status, distributed_at, transaction_id,
-                    fee_model, cumulative_return, high_water_mark_before, high_water_mark_after)
-                SELECT new_distribution_id, account_id, product_id, user_id, %(period)s, %(start)s, %(end)s,
-                       opening_balance, closing_balance, gross_profit, performance_fee_percentage,
-                       fee, net, status, CASE WHEN status = 'distributed' THEN now() END, new_transaction_id,
-                       fee_model, cumulative_return,
-                       CASE WHEN fee_model = 'high_water_mark' THEN high_water_mark END,
-                       high_water_mark_after
-                FROM prepared
-                ON CONFLICT (account_id, period) DO NOTHING
-                RETURNING id, account_id, user_id, status, net_profit, closing_balance, transaction_id,
-                          fee_model, high_water_mark_after
-            ), ledger AS (
-                INSERT INTO investment.transactions (
-                    id, account_id, user_id, type, amount, balance_before, balance_after,
-                    distribution_id, distribution_period, status, processed_at)
-                SELECT transaction_id, account_id, user_id, 'profit_distribution', net_profit,
-                       closing_balance, closing_balance, id, %(period)s, 'completed', now()
-                FROM inserted WHERE status = 'distributed'
-            )
-            UPDATE investment.accounts a
-            SET total_profit_distributed = a.total_profit_distributed
-                    + CASE WHEN i.status = 'distributed' THEN i.net_profit ELSE 0 END,
-                high_water_mark = CASE WHEN i.fee_model = 'high_water_mark'
-                                       THEN i.high_water_mark_after ELSE a.high_water_mark END
-            FROM inserted i
-            WHERE a.id = i.account_id
-            RETURNING i.status
-            """, st), params).fetchall()
-        computed = conn.execute(_fill("SELECT count(*) FROM {ready}", st)).fetchone()[0]
+        tables.execute(conn, FIX_PERIOD_RATES, params)
+        rows = tables.execute(conn, DISTRIBUTE, params).fetchall()
+        computed = tables.execute(conn, COUNT_READY).fetchone()[0]
     written = {"distributed": 0, "no_profit": 0}
     for (status,) in rows:
         written[status] += 1
@@ -254,33 +290,15 @@ def distribute(conn: psycopg.Connection, st: Staging) -> dict[str, int]:
     return written
 
 
-def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> dict[str, Any]:
+# --- 4. summary --------------------------------------------------------------------------------
+def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any]) -> dict[str, Any]:
     """Counts by outcome, money per currency for the period, held-back and drifted accounts."""
-    params = _bounds(st)
-    totals = conn.execute(
-        """SELECT p.currency, d.status, count(*), sum(d.gross_profit), sum(d.performance_fee_amount),
-                  sum(d.net_profit)
-           FROM investment.distributions d JOIN investment.products p ON p.id = d.product_id
-           WHERE d.period = %(period)s GROUP BY 1, 2 ORDER BY 1, 2""", params).fetchall()
-    held = conn.execute(_fill(
-        """SELECT a.account_id::text, a.outcome, coalesce(array_agg(m.date ORDER BY m.date)
-                  FILTER (WHERE m.date IS NOT NULL), '{{}}'), a.hold_reason
-           FROM {assessed} a LEFT JOIN {missing} m USING (account_id)
-           WHERE a.outcome IN ('held_incomplete', 'held_order', 'held_error')
-           GROUP BY 1, 2, 4 ORDER BY 1""", st)).fetchall()
-    outcomes = dict(conn.execute(_fill("SELECT outcome, count(*) FROM {assessed} GROUP BY 1", st)).fetchall())
-    # Products whose rate changed after the period's first run: the period keeps the first rate.
-    rate_changes = conn.execute(_fill(
-        """SELECT DISTINCT product_id::text, performance_fee_percentage, fee_model, product_fee_percentage,
-                  product_fee_model, rate_fixed_by_run
-           FROM {assessed}
-           WHERE rate_fixed_by_run IS NOT NULL
-             AND (performance_fee_percentage, fee_model) IS DISTINCT FROM (product_fee_percentage, product_fee_model)
-           ORDER BY 1""", st)).fetchall()
-    drift = conn.execute(_fill(
-        """SELECT account_id::text, distributed_gross, gross_profit, distributed_opening, opening_balance,
-                  distributed_closing, closing_balance
-           FROM {assessed} WHERE outcome = 'drift' ORDER BY 1""", st)).fetchall()
+    tables = staging(run)
+    totals = conn.execute(PERIOD_TOTALS, _params(run)).fetchall()
+    held = tables.execute(conn, HELD_BACK).fetchall()
+    outcomes = dict(tables.execute(conn, COUNT_OUTCOMES).fetchall())
+    rate_changes = tables.execute(conn, RATES_CHANGED_SINCE).fetchall()
+    drift = tables.execute(conn, DRIFTED).fetchall()
     conn.rollback()
 
     def differences(row: tuple) -> dict[str, dict[str, str]]:
@@ -300,8 +318,8 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> 
             entry["net_profit"] += net
     return {
         "job_name": "monthly_distribution",
-        "period": st.key,
-        "run_id": st.run_id,
+        "period": run.key,
+        "run_id": run.run_id,
         "accounts_active_in_period": sum(int(v) for v in outcomes.values()),
         "outcomes": {k: int(outcomes.get(k, 0)) for k in OUTCOMES},
         "written_this_run": {k: counts.get(k, 0) for k in ("distributed", "no_profit", "not_written")},
@@ -315,16 +333,13 @@ def summarise(conn: psycopg.Connection, st: Staging, counts: dict[str, Any]) -> 
                       for a, o, days, why in held[:SUMMARY_ID_LIMIT]],
         "rates_kept_from_first_run": [
             {"product_id": pid, "period_rate": str(rate), "period_fee_model": model, "product_rate_now": str(now),
-             "product_fee_model_now": model_now, "fixed_by_run": run}
-            for pid, rate, model, now, model_now, run in rate_changes],
+             "product_fee_model_now": model_now, "fixed_by_run": fixed_by}
+            for pid, rate, model, now, model_now, fixed_by in rate_changes],
         "drift_count": len(drift),
         "processed": counts.get("distributed", 0) + counts.get("no_profit", 0),
         "error_count": len(held) + len(drift),
         "drift": [{"account_id": r[0], "differences": differences(r)} for r in drift[:SUMMARY_ID_LIMIT]],
     }
-
-
-OUTCOMES = ("distribute", "already", "held_incomplete", "held_order", "held_error", "drift")
 
 
 def check_complete(summary: dict[str, Any]) -> None:
@@ -354,5 +369,5 @@ def check_complete(summary: dict[str, Any]) -> None:
         raise DistributionIncomplete(f"period {summary['period']}: " + " | ".join(problems))
 
 
-def drop_staging(conn: psycopg.Connection, st: Staging) -> None:
-    st.drop(conn, ROLES)
+def drop_staging(conn: psycopg.Connection, run: RunReference) -> None:
+    staging(run).drop(conn)

@@ -13,24 +13,31 @@ Each step is one transaction; bad items are rejected with a reason into ``ml_syn
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from investment_jobs.money import NotADecimal, dumps_lenient, parse_decimal, quoted
-from investment_jobs.performance import (
+from psycopg import sql
+
+from investment_jobs.config import SUMMARY_ID_LIMIT
+from investment_jobs.ml_engine.validation import (
     MAX_REASON,
     DailyItem,
     agent_data_json,
+    column_decimal,
     storable_text,
     unstorable_json,
     validate_item,
 )
+from investment_jobs.money import dumps_lenient, quoted
 
 if TYPE_CHECKING:
     import psycopg
+
     from investment_jobs.ml_engine.client import MLEngineClient
+
+log = logging.getLogger("investment_jobs.sync")
 
 AGENT_NUMERIC = ("win_rate", "pnl", "sharpe_ratio", "max_drawdown")
 # (decimals the column keeps, exclusive bound of the absolute value): migration 0003's columns.
@@ -71,17 +78,9 @@ def validate_agent_item(raw: Any, day: date) -> tuple[dict[str, Any] | None, str
             row[name] = None
             continue
         scale, bound = AGENT_COLUMNS[name]
-        try:
-            number = parse_decimal(value)
-        except NotADecimal as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        if abs(number) >= bound:
-            problems.append(f"{name}: out of range ({quoted(number)})")
-        elif number != number.quantize(Decimal(1).scaleb(-scale)):
-            problems.append(f"{name}: more than {scale} decimal places ({quoted(number)})")
-        else:
-            row[name] = number
+        row[name], problem = column_decimal(name, value, scale, bound)
+        if problem:
+            problems.append(problem)
     extra = {k: v for k, v in raw.items() if k not in AGENT_KNOWN}
     row["metrics"], why = agent_data_json(extra)
     if why:
@@ -145,9 +144,44 @@ def sync_agents(conn: psycopg.Connection, client: MLEngineClient, day: date, run
     return {"agents_received": len(items), "agents_changed": upserted, "agents_rejected": rejected + unknown}
 
 
+def _field_comparisons() -> sql.Composed:
+    """One VALUES row per compared field: (name, stored as text, engine's as text, differs)."""
+    row = sql.SQL("({name}, s.{f}::text, e.{f}::text, s.{f} IS DISTINCT FROM e.{f})")
+    return sql.SQL(", ").join(row.format(name=sql.Literal(f), f=sql.Identifier(f)) for f in COMPARED)
+
+
+# Each date's current differences: a field that differs, or a row on one side only (field ROW).
+RECORD_DIFFERENCES = sql.SQL("""
+    INSERT INTO investment.performance_discrepancies (account_id, date, field, stored_value, engine_value, run_id)
+    SELECT coalesce(s.account_id, e.account_id), %(d)s, f.field, f.stored, f.engine, %(run)s
+    FROM (SELECT * FROM investment.daily_performance WHERE date = %(d)s) s
+    FULL JOIN engine_days e ON e.account_id = s.account_id
+    CROSS JOIN LATERAL (
+        SELECT {row_field}, CASE WHEN s.account_id IS NULL THEN NULL ELSE 'stored' END,
+               CASE WHEN e.account_id IS NULL THEN NULL ELSE 'sent' END,
+               s.account_id IS NULL OR e.account_id IS NULL
+        UNION ALL
+        SELECT * FROM (VALUES {comparisons}) v
+        WHERE s.account_id IS NOT NULL AND e.account_id IS NOT NULL
+    ) f(field, stored, engine, differs)
+    WHERE f.differs
+      -- an engine item for an account we do not keep is the engine's business, not a difference
+      AND (s.account_id IS NOT NULL
+           OR EXISTS (SELECT 1 FROM investment.accounts a WHERE a.id = e.account_id))
+    ON CONFLICT (account_id, date, field) DO NOTHING
+""").format(row_field=sql.Literal(ROW), comparisons=_field_comparisons())
+
+
 def reconcile_dates(day: date, days: int) -> list[date]:
     """The ended business dates before the run's own date, newest first."""
     return [day - timedelta(days=n) for n in range(1, days + 1)]
+
+
+def reconcile_recent_dates(conn: psycopg.Connection, client: MLEngineClient, day: date, run_id: str, days: int,
+                           page_size: int) -> dict[str, Any]:
+    """:func:`reconcile` for each of the ``days`` ended dates before ``day``."""
+    per_date = {d.isoformat(): reconcile(conn, client, d, run_id, page_size) for d in reconcile_dates(day, days)}
+    return {"dates": list(per_date), "per_date": per_date}
 
 
 def reconcile(conn: psycopg.Connection, client: MLEngineClient, day: date, run_id: str, page_size: int,
@@ -181,41 +215,30 @@ def reconcile(conn: psycopg.Connection, client: MLEngineClient, day: date, run_i
             for item, raw in bad:
                 rejected += 1
                 _reject(cur, run_id, day, "accounts", item.account_id, item.reason, raw)
-        pairs = ", ".join(f"('{f}', s.{f}::text, e.{f}::text, s.{f} IS DISTINCT FROM e.{f})" for f in COMPARED)
         cur.execute("DELETE FROM investment.performance_discrepancies WHERE date = %s", (day,))
-        found = cur.execute(
-            f"""
-            INSERT INTO investment.performance_discrepancies (account_id, date, field, stored_value, engine_value,
-                                                              run_id)
-            SELECT coalesce(s.account_id, e.account_id), %(d)s, f.field, f.stored, f.engine, %(run)s
-            FROM (SELECT * FROM investment.daily_performance WHERE date = %(d)s) s
-            FULL JOIN engine_days e ON e.account_id = s.account_id
-            CROSS JOIN LATERAL (
-                SELECT '{ROW}', CASE WHEN s.account_id IS NULL THEN NULL ELSE 'stored' END,
-                       CASE WHEN e.account_id IS NULL THEN NULL ELSE 'sent' END,
-                       s.account_id IS NULL OR e.account_id IS NULL
-                UNION ALL
-                SELECT * FROM (VALUES {pairs}) v
-                WHERE s.account_id IS NOT NULL AND e.account_id IS NOT NULL
-            ) f(field, stored, engine, differs)
-            WHERE f.differs
-              -- an engine item for an account we do not keep is the engine's business, not a difference
-              AND (s.account_id IS NOT NULL
-                   OR EXISTS (SELECT 1 FROM investment.accounts a WHERE a.id = e.account_id))
-            ON CONFLICT (account_id, date, field) DO NOTHING
-            """, {"d": day, "run": run_id}).rowcount
+        found = cur.execute(RECORD_DIFFERENCES, {"d": day, "run": run_id}).rowcount
     return {"received": received, "rejected": rejected, "discrepancies": found}
 
 
-def summarise(conn: psycopg.Connection, run_day: date, dates: list[date], counts: dict[str, Any], run_id: str
-              ) -> dict[str, Any]:
+class SyncRejectsOverTolerance(Exception):
+    """More engine items were rejected than SYNC_REJECT_TOLERANCE allows (the good ones were stored)."""
+
+
+def summarise(conn: psycopg.Connection, run_id: str, synced: dict[str, Any], reconciled: dict[str, Any],
+              tolerance: int) -> dict[str, Any]:
+    """The run's summary from the two steps' results: snapshots, differences per date, rejects."""
+    run_day = date.fromisoformat(synced["business_date"])
+    dates = [date.fromisoformat(d) for d in reconciled["dates"]]
+    counts = {**{k: v for k, v in synced.items() if k not in ("business_date", "started_at")},
+              "accounts_received": sum(v["received"] for v in reconciled["per_date"].values()),
+              "accounts_rejected": sum(v["rejected"] for v in reconciled["per_date"].values())}
     rows = conn.execute(
         """SELECT account_id::text, date, field, stored_value, engine_value
            FROM investment.performance_discrepancies WHERE date = ANY(%s) ORDER BY date DESC, account_id, field""",
         (dates,)).fetchall()
     rejects = conn.execute(
         """SELECT source, item_key, reason FROM investment.ml_sync_rejects WHERE run_id = %s
-           ORDER BY id LIMIT 100""", (run_id,)).fetchall()
+           ORDER BY id LIMIT %s""", (run_id, SUMMARY_ID_LIMIT)).fetchall()
     conn.rollback()
     return {
         "job_name": "ml_performance_sync",
@@ -225,7 +248,23 @@ def summarise(conn: psycopg.Connection, run_day: date, dates: list[date], counts
         "discrepancy_count": len(rows),
         "processed": counts.get("agents_received", 0) + counts.get("accounts_received", 0),
         "error_count": counts.get("agents_rejected", 0) + counts.get("accounts_rejected", 0),
+        "reject_tolerance": tolerance,
         "discrepancies": [{"account_id": a, "date": d.isoformat(), "field": f, "stored": s, "engine": e}
-                          for a, d, f, s, e in rows[:100]],
+                          for a, d, f, s, e in rows[:SUMMARY_ID_LIMIT]],
         "rejected": [{"source": s, "key": k, "reason": r} for s, k, r in rejects],
     }
+
+
+def check_tolerance(summary: dict[str, Any]) -> None:
+    """Fail the run past SYNC_REJECT_TOLERANCE; differences alone never fail it (they are logged)."""
+    rejected = summary["agents_rejected"] + summary["accounts_rejected"]
+    if rejected > summary["reject_tolerance"]:
+        listed = "; ".join(f"{r['source']} {r['key'] or '(no id)'}: {r['reason']}" for r in summary["rejected"][:20])
+        raise SyncRejectsOverTolerance(f"{rejected} engine item(s) rejected (tolerance {summary['reject_tolerance']}); "
+                                       f"the good ones were stored. Rejected: {listed}")
+
+
+def warn_about_differences(summary: dict[str, Any]) -> None:
+    if summary["discrepancy_count"]:
+        log.warning("%d difference(s) between the ML engine and the stored daily_performance rows; "
+                    "see investment.performance_discrepancies", summary["discrepancy_count"])

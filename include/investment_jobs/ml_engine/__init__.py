@@ -1,1 +1,1 @@
-"""The ML engine: the package's HTTP client (on HttpHook) and a stand-in server for tests and the demo."""
+"""The ML engine: the package's HTTP client (on HttpHook) and the validation of the items it sends."""

@@ -142,13 +142,6 @@ class MLEngineClient:
                     "nothing was written for the date")
             seen.add(cursor)
 
-    def account_performance(self, account_id: str, start: date, end: date) -> list[Any]:
-        body = self._request("GET", f"/api/v1/accounts/{account_id}/performance",
-                             params={"start_date": start.isoformat(), "end_date": end.isoformat()})
-        if not isinstance(body, list):
-            raise PermanentEngineError("account performance: expected a JSON list")
-        return body
-
     def agents_performance(self, business_date: date) -> list[Any]:
         body = self._request("GET", "/api/v1/agents/performance", params={"date": business_date.isoformat()})
         if not isinstance(body, list):

@@ -1,1 +1,1 @@
-"""Stripe: the hook on ``stripe_default``, payout helpers, and the local stand-in server."""
+"""Stripe: the hook on ``stripe_default``, one function per Stripe call, and the pure payout rules."""

@@ -66,23 +66,25 @@ class StripeHook(BaseHook):
                 raise StripeConnectionError(
                     f"connection {self.stripe_conn_id!r} has no secret key (set its password)")
             base = self.api_base()
+            from investment_jobs.stripe.calls import STRIPE_API_VERSION
+
             self._client = StripeClient(
                 conn.password,
                 base_addresses={"api": base} if base else None,
                 max_network_retries=self.max_network_retries,
                 http_client=RequestsClient(timeout=self.timeout),
+                stripe_version=STRIPE_API_VERSION,
             )
         return self._client
 
     def test_connection(self) -> tuple[bool, str]:
         """Reads the balance: proves the address answers and the key is accepted."""
-        import stripe
+        from investment_jobs.stripe.calls import StripeCallError, available_currencies
 
         try:
-            balance = self.get_conn().v1.balance.retrieve()
+            currencies = available_currencies(self.get_conn())
         except StripeConnectionError as exc:
             return False, str(exc)
-        except stripe.StripeError as exc:
-            return False, f"{type(exc).__name__}: {exc.user_message or 'no message'}"
-        currencies = sorted(b.currency for b in balance.available)
+        except StripeCallError as exc:
+            return False, f"{exc.error_type}: {exc.verdict.message}"
         return True, f"Connected; available balance in {', '.join(currencies) or 'no currency yet'}"

@@ -3,17 +3,12 @@
 Money is NUMERIC(20, 8): engine amounts carry up to 8 decimals and are stored exactly as sent.
 Percentages are NUMERIC(20, 10). Every table has created_at/updated_at, kept by one trigger.
 
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-25
+Written 2026-11-25.
 """
 
 from alembic import op
 
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
+revision, down_revision = "0001", None  # the file name starts with the revision
 
 MONEY = "NUMERIC(20, 8)"
 PERCENT = "NUMERIC(20, 10)"

@@ -5,17 +5,12 @@
 - distributions: the fee model, the cumulative return C and the mark before/after, so each
   month's fee can be re-derived from its own row.
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-25
+Written 2026-11-25.
 """
 
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0002", "0001"  # the file name starts with the revision
 
 
 def upgrade() -> None:

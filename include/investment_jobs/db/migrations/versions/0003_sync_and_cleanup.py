@@ -1,16 +1,11 @@
 """Tables of ml_performance_sync: agent snapshots, reconciliation differences, rejected items.
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-25
+Written 2026-11-25.
 """
 
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0003", "0002"  # the file name starts with the revision
 
 TIMESTAMPS = """
     created_at timestamptz NOT NULL DEFAULT now(),

@@ -1,16 +1,11 @@
 """Payout state of withdrawal requests, the ML engine notification outbox, and a settlement index.
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-27
+Written 2026-11-27.
 """
 
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0004", "0003"  # the file name starts with the revision
 
 
 def upgrade() -> None:

@@ -1,16 +1,11 @@
 """A version counter of the stored daily chain, so concurrent daily_performance runs stay exact.
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-27
+Written 2026-11-27.
 """
 
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0005", "0004"  # the file name starts with the revision
 
 
 def upgrade() -> None:

@@ -8,17 +8,12 @@
   job knows which requests it may still settle and an operator is offered the actions that are
   safe for the case.
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-01
+Written 2026-12-01.
 """
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0006", "0005"  # the file name starts with the revision
 
 OPERATOR_CASES = ("idempotency_conflict", "payout_mismatch", "balance_uncovered", "payout_unknown",
                   "account_not_payable")

@@ -1,0 +1,58 @@
+"""Clients of the stand-ins' admin routes (``/_admin/…``), for the tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+
+@dataclass
+class StandInAdmin:
+    url: str
+
+    def call(self, method: str, path: str, body: object | None = None, timeout: float = 600) -> Any:  # float-ok
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def reset(self) -> None:
+        self.call("POST", "/_admin/reset", {})
+
+    def faults(self, **faults: object) -> None:
+        self.call("POST", "/_admin/faults", faults)
+
+    def stats(self) -> dict:
+        return self.call("GET", "/_admin/stats")
+
+
+class EngineAdmin(StandInAdmin):
+    def register(self, accounts: list[dict]) -> None:
+        self.call("POST", "/_admin/accounts", accounts)
+
+    def warm(self, day: date, limit: int) -> None:
+        """Render a date's pages before any timing starts (the benchmark)."""
+        self.call("POST", f"/_admin/warm?date={day.isoformat()}&limit={limit}")
+
+
+class StripeAdmin(StandInAdmin):
+    def payouts(self) -> list[dict]:
+        """Every payout in creation order, with what it is worth by Stripe's own currency rules."""
+        return self.call("GET", "/_admin/payouts")
+
+    def set_payout(self, payout_id: str, **fields: object) -> dict:
+        return self.call("POST", f"/_admin/payouts/{payout_id}", fields)
+
+    def balance(self, **per_currency: int) -> None:
+        self.call("POST", "/_admin/balance", per_currency)
+
+    def forget_keys(self) -> None:
+        self.call("POST", "/_admin/forget_keys", {})
+
+    def restricted_keys(self, *keys: str) -> None:
+        """Keys that may read but not create payouts (Stripe answers 403)."""
+        self.call("POST", "/_admin/restricted_keys", {"keys": list(keys)})

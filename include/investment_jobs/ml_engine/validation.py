@@ -1,0 +1,254 @@
+"""Validation of the ML engine's per-account daily items, in exact Decimal.
+
+Each item is either turned into a :class:`DailyItem` or rejected with every reason found, in
+words an operator can act on. Checks that need the database (unknown or inactive account,
+duplicates) run set-based in SQL afterwards (see jobs/daily.py).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from investment_jobs.money import (
+    AMOUNT_SCALE,
+    MAX_ABS_AMOUNT,
+    MAX_ABS_PERCENT,
+    PERCENT_SCALE,
+    NotADecimal,
+    dumps_exact,
+    parse_decimal,
+    quoted,
+)
+
+RETURN_TOLERANCE = Decimal("0.01")
+COUNT_FIELDS = ("trades_executed", "winning_trades", "losing_trades")
+MAX_COUNT = 2**31 - 1  # the trade counts are PostgreSQL integer columns
+MAX_REASON = 1000  # characters: a reason is read in the UI, a summary line and an exception
+MAX_ACCOUNT_TEXT = 64  # what is kept of an account id that is not a UUID (it lands in an index)
+MAX_AGENT_DATA = 64 * 1024  # characters of ml_agent_data JSON; beyond it the engine is sending garbage
+# (field, decimals the column keeps, exclusive bound of the absolute value)
+DECIMAL_FIELDS = (
+    ("opening_balance", AMOUNT_SCALE, MAX_ABS_AMOUNT),
+    ("closing_balance", AMOUNT_SCALE, MAX_ABS_AMOUNT),
+    ("daily_return", AMOUNT_SCALE, MAX_ABS_AMOUNT),
+    ("daily_return_percentage", PERCENT_SCALE, MAX_ABS_PERCENT),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyItem:
+    account_id: str
+    opening_balance: Decimal
+    closing_balance: Decimal
+    daily_return: Decimal
+    daily_return_percentage: Decimal
+    trades_executed: int
+    winning_trades: int
+    losing_trades: int
+    ml_agent_data: str | None  # JSON text, Decimals exact
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    account_id: str  # as the engine sent it (text), '' when absent
+    reason: str
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# What PostgreSQL cannot keep in text or jsonb: NUL, and UTF-16 surrogates without their pair.
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+# In JSON text: the NUL escape, a raw surrogate, or an exponent too large for jsonb's numeric.
+_SUSPECT_JSON = re.compile("\\\\u0000|[\x00\ud800-\udfff]|[eE][+-]?[0-9]{4,}")
+JSONB_MAX_EXPONENT = 1000  # far inside numeric's limits (131072 digits before the point, 16383 after)
+
+
+def storable_text(text: str, limit: int) -> str:
+    """Text that PostgreSQL can keep and an index can hold: NUL and lone surrogates become U+FFFD,
+    and it is cut at ``limit`` characters (marked). For evidence: account ids and reasons of rejects."""
+    cleaned = _UNSTORABLE_CHAR.sub("\ufffd", text[:limit])
+    return cleaned + ("…" if len(text) > limit else "")
+
+
+def unstorable_json(value: Any, depth: int = 0) -> str | None:
+    """Why PostgreSQL's jsonb would refuse ``value`` (None: it would keep it)."""
+    if depth > 64:
+        return "nested deeper than 64 levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "holds a NUL character (\\u0000), which PostgreSQL cannot store"
+        if _UNSTORABLE_CHAR.search(value):
+            return "holds an invalid Unicode string (a lone surrogate)"
+        return None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return "holds a non-finite number (NaN or Infinity)"
+        if abs(value.adjusted()) > JSONB_MAX_EXPONENT:
+            return f"holds a number out of range ({quoted(value)})"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            why = unstorable_json(key, depth + 1) or unstorable_json(item, depth + 1)
+            if why:
+                return why
+    elif isinstance(value, list):
+        for item in value:
+            why = unstorable_json(item, depth + 1)
+            if why:
+                return why
+    return None
+
+
+def agent_data_json(agent_data: Any) -> tuple[str | None, str | None]:
+    """(JSON text jsonb will keep, None) or (None, why not) for an item's ml_agent_data."""
+    if not isinstance(agent_data, dict):
+        return None, "ml_agent_data is not a JSON object"
+    try:
+        text = dumps_exact(agent_data)
+    except ValueError:
+        return None, "ml_agent_data holds a non-finite number (NaN or Infinity)"
+    if len(text) > MAX_AGENT_DATA:
+        return None, f"ml_agent_data is too large ({len(text)} characters, at most {MAX_AGENT_DATA})"
+    if _SUSPECT_JSON.search(text):  # cheap on the usual item; the walk runs only on suspects
+        why = unstorable_json(agent_data)
+        if why:
+            return None, f"ml_agent_data {why}"
+    return text, None
+
+
+def _account_uuid(text: str) -> str:
+    """The canonical (lower-case, hyphenated) form; raises ValueError for what is not a UUID."""
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
+    return str(uuid.UUID(text))
+
+
+def _count(value: Any) -> int:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value
+    if isinstance(value, bool):
+        raise NotADecimal("expected a whole number, got a boolean")
+    parsed = parse_decimal(value)  # bounded: refuses what no column could hold before int() sees it
+    if parsed != parsed.to_integral_value():
+        raise NotADecimal(f"expected a whole number, got {quoted(value)}")
+    number = int(parsed)
+    if number < 0:
+        raise NotADecimal(f"must not be negative, got {number}")
+    if number > MAX_COUNT:
+        raise NotADecimal(f"out of range: {quoted(value)} (at most {MAX_COUNT})")
+    return number
+
+
+def column_decimal(name: str, raw: Any, scale: int, limit: Decimal | int) -> tuple[Decimal | None, str | None]:
+    """(the value, None) when ``raw`` is an exact decimal a NUMERIC column of ``scale`` decimals and
+    absolute values below ``limit`` keeps as it is; else (None, why not), naming the field."""
+    try:
+        value = parse_decimal(raw)
+    except NotADecimal as exc:
+        return None, f"{name}: {exc}"
+    if abs(value) >= limit:
+        return None, f"{name}: out of range ({quoted(value)})"
+    if value != value.quantize(Decimal(1).scaleb(-scale)):
+        return None, f"{name}: more than {scale} decimal places ({quoted(value)})"
+    return value, None
+
+
+def rejected(account: Any, problems: list[str]) -> Rejected:
+    """A reject whose account id and reason PostgreSQL can store and a person can read: bounded."""
+    account_text = "" if account is None else account if isinstance(account, str) else quoted(account)
+    reason = "; ".join(problems)
+    return Rejected(storable_text(account_text, MAX_ACCOUNT_TEXT), storable_text(reason, MAX_REASON))
+
+
+def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
+    """Check one engine item for ``business_date``; collect every problem, not just the first."""
+    if not isinstance(raw, dict):
+        return Rejected("", f"item is not a JSON object: {type(raw).__name__}")
+    problems: list[str] = []
+
+    raw_account = raw.get("account_id")
+    account_id = ""
+    if raw_account is None:
+        problems.append("missing field 'account_id'")
+    elif not isinstance(raw_account, str):
+        problems.append(f"account_id is not a string: {quoted(raw_account)}")
+    else:
+        try:
+            account_id = _account_uuid(raw_account)
+        except ValueError:
+            problems.append(f"account_id is not a UUID: {quoted(raw_account)}")
+
+    raw_date = raw.get("date")
+    if raw_date is None:
+        problems.append("missing field 'date'")
+    elif raw_date != business_date.isoformat():
+        problems.append(f"item date {quoted(raw_date)} is not the business date {business_date}")
+
+    values: dict[str, Decimal] = {}
+    for name, scale, limit in DECIMAL_FIELDS:
+        field = raw.get(name)
+        if field is None:
+            problems.append(f"missing field '{name}'")
+            continue
+        value, problem = column_decimal(name, field, scale, limit)
+        if problem:
+            problems.append(problem)
+        else:
+            values[name] = value  # type: ignore[assignment]
+
+    counts: dict[str, int] = {}
+    for name in COUNT_FIELDS:
+        if name not in raw or raw[name] is None:
+            problems.append(f"missing field '{name}'")
+            continue
+        try:
+            counts[name] = _count(raw[name])
+        except NotADecimal as exc:
+            problems.append(f"{name}: {exc}")
+
+    opening = values.get("opening_balance")
+    closing = values.get("closing_balance")
+    daily_return = values.get("daily_return")
+    if opening is not None and opening < 0:
+        problems.append(f"negative opening balance ({opening})")
+    if closing is not None and closing < 0:
+        problems.append(f"negative closing balance ({closing})")
+    if opening is not None and closing is not None and daily_return is not None:
+        expected = closing - opening
+        if abs(daily_return - expected) > RETURN_TOLERANCE:
+            problems.append(
+                f"daily_return {daily_return} differs from closing - opening {expected} "
+                f"by more than {RETURN_TOLERANCE}"
+            )
+    pct = values.get("daily_return_percentage")
+    if pct is not None and pct <= -100:
+        problems.append(f"daily_return_percentage {pct} is at or below -100")
+    if len(counts) == len(COUNT_FIELDS) and (
+        counts["winning_trades"] + counts["losing_trades"] > counts["trades_executed"]
+    ):
+        problems.append("winning_trades + losing_trades exceed trades_executed")
+
+    agent_data = raw.get("ml_agent_data")
+    agent_json = None
+    if agent_data is not None:
+        agent_json, why = agent_data_json(agent_data)
+        if why:
+            problems.append(why)
+
+    if problems:
+        return rejected(account_id or raw_account, problems)
+    return DailyItem(
+        account_id=account_id,
+        opening_balance=values["opening_balance"],
+        closing_balance=values["closing_balance"],
+        daily_return=values["daily_return"],
+        daily_return_percentage=values["daily_return_percentage"],
+        trades_executed=counts["trades_executed"],
+        winning_trades=counts["winning_trades"],
+        losing_trades=counts["losing_trades"],
+        ml_agent_data=agent_json,
+    )

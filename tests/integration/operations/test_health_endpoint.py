@@ -1,0 +1,110 @@
+"""GET /health/jobs over HTTP, from the plugin mounted on a running `airflow api-server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from investment_jobs_dev.standins.launcher import free_port
+from tests.support.airflow_runs import run_dag
+from tests.support.paths import PYTHON, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_db):  # noqa: ANN001, ANN201
+    port = free_port()
+    log = ROOT / ".local" / f"api-server-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log"
+    proc = subprocess.Popen([os.path.join(os.path.dirname(PYTHON), "airflow"), "api-server", "--port", str(port)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "AIRFLOW__API__WORKERS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise RuntimeError(f"api-server did not start: {log.read_text()[-3000:]}") from None
+            time.sleep(0.5)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def get_health(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"{url}/health/jobs", timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_health_is_200_when_money_jobs_are_on_time_and_503_when_one_fails(
+        api_server, investment_db, engine, stripe_standin):  # noqa: ANN001
+    today = datetime.now(UTC).date()  # clock-ok: health is about the present
+    yesterday = today - timedelta(days=1)
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    for dag_id, day in (("daily_performance", yesterday), ("monthly_distribution", last_month),
+                        ("withdrawal_processing", today)):
+        logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        assert str(run_dag(dag_id, logical).state) == "success", dag_id
+
+    status, body = get_health(api_server)
+    assert status == 200, body
+    jobs = body["jobs"]
+    assert set(jobs) == {"daily_performance", "monthly_distribution", "withdrawal_processing",
+                         "ml_performance_sync", "data_cleanup"}
+    daily = jobs["daily_performance"]
+    assert daily["status"] == "ok" and daily["last_completed"] == yesterday.isoformat()
+    assert daily["schedule"] and daily["last_run"]["state"] == "success"
+    assert daily["lag_seconds"] is not None and daily["lag_seconds"] < daily["late_after_seconds"]
+    assert jobs["monthly_distribution"]["last_completed"] == f"{last_month:%Y-%m}"
+    assert jobs["withdrawal_processing"]["status"] == "ok"
+
+    engine.faults(down=True)  # the next daily run fails
+    assert str(run_dag("daily_performance", datetime(yesterday.year, yesterday.month, yesterday.day,
+                                                     tzinfo=UTC) + timedelta(hours=1)).state) == "failed"
+    status, body = get_health(api_server)
+    assert status == 503
+    assert body["unhealthy_money_jobs"] == ["daily_performance"]
+    assert body["jobs"]["daily_performance"]["status"] == "failed"
+
+
+def _paused(dag_ids: set[str]) -> dict[str, bool]:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return {m.dag_id: bool(m.is_paused) for m in session.scalars(select(DagModel).where(DagModel.dag_id.in_(dag_ids)))}
+
+
+def test_jobs_on_and_off_unpause_and_pause_all_five(airflow_db) -> None:  # noqa: ANN001
+    """`make jobs-on` / `make jobs-off`: the original's JobManager start and stop."""
+    from investment_jobs import config
+
+    airflow = os.path.join(os.path.dirname(PYTHON), "airflow")
+    subprocess.run([airflow, "dags", "reserialize"], check=True, capture_output=True, timeout=300)
+    dag_ids = set(config.SCHEDULES)
+    for state, paused in (("on", False), ("off", True)):
+        done = subprocess.run([PYTHON, "-m", "investment_jobs_dev.cli", "jobs", state], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert _paused(dag_ids) == dict.fromkeys(dag_ids, paused)
+        for dag_id in dag_ids:
+            assert f"{dag_id}: {state}" in done.stdout
