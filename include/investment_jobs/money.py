@@ -33,6 +33,8 @@ _EXACT_ENCODER = simplejson.JSONEncoder(use_decimal=True, ensure_ascii=False, al
 QUOTE_LIMIT = 40  # characters of a bad value quoted in a reason: reasons stay small whatever arrives
 # JSON's number grammar, ASCII digits only: what a decimal string from the engine must look like.
 _DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+# The usual amount: no exponent, short enough that no column's range check can overflow Decimal.
+_PLAIN_DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _NON_FINITE_NAMES = frozenset({"nan", "-nan", "+nan", "snan", "-snan", "inf", "-inf", "+inf", "infinity",
                                "-infinity", "+infinity"})
 MAX_DECIMAL_TEXT = 64  # longer than any amount a column here can hold (NUMERIC(24, 8): 33 characters)
@@ -58,6 +60,8 @@ def quoted(value: Any, limit: int = QUOTE_LIMIT) -> str:
 def parse_decimal(value: Any) -> Decimal:
     """Read a JSON number (already a Decimal/int) or a strict decimal string into a finite Decimal."""
     if type(value) is str:  # the common case first: engines send amounts as decimal strings
+        if len(value) <= MAX_ADJUSTED_EXPONENT and _PLAIN_DECIMAL_TEXT.fullmatch(value):
+            return Decimal(value)
         if len(value) > MAX_DECIMAL_TEXT:
             raise NotADecimal(f"not a number: too long ({len(value)} characters): {quoted(value)}")
         if not _DECIMAL_TEXT.fullmatch(value):

@@ -31,13 +31,15 @@ MAX_COUNT = 2**31 - 1  # the trade counts are PostgreSQL integer columns
 MAX_REASON = 1000  # characters: a reason is read in the UI, a summary line and an exception
 MAX_ACCOUNT_TEXT = 64  # what is kept of an account id that is not a UUID (it lands in an index)
 MAX_AGENT_DATA = 64 * 1024  # characters of ml_agent_data JSON; beyond it the engine is sending garbage
-# (field, decimals the column keeps, exclusive bound of the absolute value)
-DECIMAL_FIELDS = (
+# (field, decimals the column keeps, that many decimals as a quantum, exclusive bound of the absolute value)
+DECIMAL_FIELDS = tuple((name, scale, Decimal(1).scaleb(-scale), limit) for name, scale, limit in (
     ("opening_balance", AMOUNT_SCALE, MAX_ABS_AMOUNT),
     ("closing_balance", AMOUNT_SCALE, MAX_ABS_AMOUNT),
     ("daily_return", AMOUNT_SCALE, MAX_ABS_AMOUNT),
     ("daily_return_percentage", PERCENT_SCALE, MAX_ABS_PERCENT),
-)
+))
+# The usual amount text (strict: no exponent, no sign but '-', ASCII digits), read without a call.
+_PLAIN_AMOUNT = re.compile(r"-?(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,10})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +64,8 @@ class Rejected:
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # What PostgreSQL cannot keep in text or jsonb: NUL, and UTF-16 surrogates without their pair.
 _UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
-# In JSON text: the NUL escape, a raw surrogate, or an exponent too large for jsonb's numeric.
-_SUSPECT_JSON = re.compile("\\\\u0000|[\x00\ud800-\udfff]|[eE][+-]?[0-9]{4,}")
+# In JSON text: an exponent too large for jsonb's numeric (Decimals are written 1E+5000).
+_BIG_EXPONENT = re.compile("E[+-][0-9]{4,}")
 JSONB_MAX_EXPONENT = 1000  # far inside numeric's limits (131072 digits before the point, 16383 after)
 
 
@@ -113,7 +115,9 @@ def agent_data_json(agent_data: Any) -> tuple[str | None, str | None]:
         return None, "ml_agent_data holds a non-finite number (NaN or Infinity)"
     if len(text) > MAX_AGENT_DATA:
         return None, f"ml_agent_data is too large ({len(text)} characters, at most {MAX_AGENT_DATA})"
-    if _SUSPECT_JSON.search(text):  # cheap on the usual item; the walk runs only on suspects
+    suspect = ("\\u0000" in text or (not text.isascii() and _UNSTORABLE_CHAR.search(text) is not None)
+               or (("E+" in text or "E-" in text) and _BIG_EXPONENT.search(text) is not None))
+    if suspect:  # cheap on the usual (ASCII, plain) item; the walk runs only on suspects
         why = unstorable_json(agent_data)
         if why:
             return None, f"ml_agent_data {why}"
@@ -143,6 +147,9 @@ def _count(value: Any) -> int:
     return number
 
 
+_QUANTA = {scale: Decimal(1).scaleb(-scale) for scale in range(0, 17)}
+
+
 def column_decimal(name: str, raw: Any, scale: int, limit: Decimal | int) -> tuple[Decimal | None, str | None]:
     """(the value, None) when ``raw`` is an exact decimal a NUMERIC column of ``scale`` decimals and
     absolute values below ``limit`` keeps as it is; else (None, why not), naming the field."""
@@ -152,7 +159,7 @@ def column_decimal(name: str, raw: Any, scale: int, limit: Decimal | int) -> tup
         return None, f"{name}: {exc}"
     if abs(value) >= limit:
         return None, f"{name}: out of range ({quoted(value)})"
-    if value != value.quantize(Decimal(1).scaleb(-scale)):
+    if value != value.quantize(_QUANTA[scale]):
         return None, f"{name}: more than {scale} decimal places ({quoted(value)})"
     return value, None
 
@@ -189,16 +196,25 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
         problems.append(f"item date {quoted(raw_date)} is not the business date {business_date}")
 
     values: dict[str, Decimal] = {}
-    for name, scale, limit in DECIMAL_FIELDS:
+    for name, scale, quantum, limit in DECIMAL_FIELDS:
         field = raw.get(name)
         if field is None:
             problems.append(f"missing field '{name}'")
             continue
-        value, problem = column_decimal(name, field, scale, limit)
-        if problem:
-            problems.append(problem)
+        if type(field) is str and _PLAIN_AMOUNT.fullmatch(field):  # the hot path: 4 fields x every item
+            value = Decimal(field)
         else:
-            values[name] = value  # type: ignore[assignment]
+            try:
+                value = parse_decimal(field)
+            except NotADecimal as exc:
+                problems.append(f"{name}: {exc}")
+                continue
+        if abs(value) >= limit:
+            problems.append(f"{name}: out of range ({quoted(value)})")
+        elif value.quantize(quantum) != value:
+            problems.append(f"{name}: more than {scale} decimal places ({quoted(value)})")
+        else:
+            values[name] = value
 
     counts: dict[str, int] = {}
     for name in COUNT_FIELDS:
