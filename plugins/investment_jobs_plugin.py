@@ -1,13 +1,16 @@
-"""Registers the package's Airflow extensions: the timetable for ENABLE_CRON_JOBS=false, and the
-``/health/jobs`` app mounted on the API server."""
+"""Registers the package's Airflow extensions: its timetables (business-date partitions, and the
+variants for ENABLE_CRON_JOBS=false), the
+deadline references of the money jobs, and the ``/health/jobs`` app mounted on the API server."""
 
 from airflow.plugins_manager import AirflowPlugin
 
+from investment_jobs.operations.deadlines import BusinessDateDeadline, PeriodDeadline
 from investment_jobs.operations.health import create_app
-from investment_jobs.timetables import CronDataIntervalUnscheduled
+from investment_jobs.timetables import BusinessDatePartitions, CronDataIntervalUnscheduled, CronPartitionUnscheduled
 
 
 class InvestmentJobsPlugin(AirflowPlugin):
     name = "investment_jobs"
-    timetables = [CronDataIntervalUnscheduled]
+    timetables = [CronDataIntervalUnscheduled, BusinessDatePartitions, CronPartitionUnscheduled]
+    deadline_references = [BusinessDateDeadline, PeriodDeadline]
     fastapi_apps = [{"app": create_app(), "url_prefix": "/health", "name": "investment-jobs health"}]

@@ -87,6 +87,52 @@ def period_of(logical_date: datetime, timezone: str) -> Period:
     return Period.of(business_date_of(logical_date, timezone))
 
 
+def business_date_of_run(partition_key: str | None, logical_date: datetime | None, run_after: datetime,
+                         timezone: str) -> date:
+    """D of a run (contracts.md): its partition key when it has one (``YYYY-MM-DD``), else the
+    calendar date of its logical date (a manual run without one: when it was to run) in ``timezone``."""
+    if partition_key:
+        if len(partition_key) != 10:
+            raise ValueError(f"partition key {partition_key[:40]!r} is not a business date (YYYY-MM-DD)")
+        try:
+            return date.fromisoformat(partition_key)
+        except ValueError:
+            raise ValueError(f"partition key {partition_key!r} is not a business date (YYYY-MM-DD)") from None
+    return business_date_of(logical_date or run_after, timezone)
+
+
+def period_of_run(partition_key: str | None, logical_date: datetime | None, run_after: datetime,
+                  timezone: str) -> Period:
+    """P of a run: its partition key when it has one (``YYYY-MM``, or a day of the month), else the
+    month of its logical date in ``timezone``."""
+    if partition_key:
+        return Period.parse(partition_key)
+    return period_of(logical_date or run_after, timezone)
+
+
+def deadline_after(day: date, at: str, timezone: str) -> datetime:
+    """The instant ``at`` (``HH:MM``) on the day after ``day`` in ``timezone``: when D's data is due."""
+    hours, minutes = _hh_mm(at)
+    return datetime.combine(day + timedelta(days=1), time(hours, minutes), tzinfo=ZoneInfo(timezone))
+
+
+def _hh_mm(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])", text.strip())
+    if match is None:
+        raise ValueError(f"a time of day must be HH:MM (24 h), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def period_deadline(period: Period, cron: str, timezone: str, after: timedelta) -> datetime:
+    """When P's distribution is due: the cron's first time on or after the start of the next month
+    (in ``timezone``; the contract's ``0 1 1 * *`` gives 01:00 on the 1st), plus ``after``."""
+    from croniter import croniter
+
+    start = datetime.combine(period.last_day + timedelta(days=1), time.min, tzinfo=ZoneInfo(timezone))
+    fires = croniter(cron, start - timedelta(microseconds=1)).get_next(datetime)
+    return fires + after
+
+
 def end_of_business_date(business_date: date, timezone: str) -> datetime:
     """The instant the business date ends: midnight of the next day in the schedule's zone."""
     return datetime.combine(business_date + timedelta(days=1), time.min, tzinfo=ZoneInfo(timezone))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -61,12 +62,36 @@ def test_every_dag_imports_without_side_effects(no_side_effects: None) -> None:
 
 
 def cron_of(dag) -> tuple[str, str]:  # noqa: ANN001
-    return dag.timetable.expression, str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone))
+    """The DAG's contract cron and zone: its timetable's, or, for the month that follows its days, its
+    deadline's (the contract cron becomes the month's deadline)."""
+    if dag.dag_id == "monthly_distribution":
+        reference = dag.deadline[0].reference
+        return reference.cron, reference.timezone
+    timetable = dag.timetable
+    expression = getattr(timetable, "expression", None) or timetable._expression  # SDK's, or a core subclass's
+    zone = getattr(timetable, "timezone", None) or timetable._timezone
+    return expression, str(getattr(zone, "name", zone))
+
+
+TIMETABLES = {"daily_performance": "BusinessDatePartitions", "monthly_distribution": "PartitionedAssetTimetable"}
 
 
 @pytest.fixture(scope="module")
 def dagbag():  # noqa: ANN201
-    return parse()
+    """The DAGs as deployed: with their deadlines (the other tests' dag.test() runs go without)."""
+    os.environ["DEADLINE_ALERTS"] = "true"
+    try:
+        return parse()
+    finally:
+        os.environ["DEADLINE_ALERTS"] = "false"
+
+
+def test_the_money_dags_have_their_deadlines(dagbag) -> None:  # noqa: ANN001
+    daily = dagbag.get_dag("daily_performance").deadline[0].reference
+    assert (type(daily).__name__, daily.at, daily.timezone) == ("BusinessDateDeadline", "06:00", "UTC")
+    monthly = dagbag.get_dag("monthly_distribution").deadline[0].reference
+    assert (type(monthly).__name__, monthly.cron, monthly.hours) == ("PeriodDeadline", "0 1 1 * *", 24.0)
+    assert not dagbag.get_dag("withdrawal_processing").deadline
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
@@ -75,7 +100,7 @@ def test_dag_follows_the_contract(dagbag, path: Path) -> None:  # noqa: ANN001
     assert dag is not None, f"{path.name} must define the DAG {path.stem!r} (dag_id == file name)"
     assert dag.dag_id in config.SCHEDULES
     schedule = config.SCHEDULES[dag.dag_id]
-    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert type(dag.timetable).__name__ == TIMETABLES.get(dag.dag_id, "CronDataIntervalTimetable")
     assert cron_of(dag) == (schedule.default_cron, "UTC")
     assert dag.catchup is False
     assert dag.tags and "investment" in dag.tags
@@ -98,6 +123,7 @@ def test_cron_and_timezone_come_from_the_environment(path: Path, monkeypatch: py
     schedule = config.SCHEDULES[path.stem]
     monkeypatch.setenv(schedule.env_var, "45 2 * * 1")
     monkeypatch.setenv("CRON_TIMEZONE", "Europe/Madrid")
+    monkeypatch.setenv("DEADLINE_ALERTS", "true")
     dag = parse(path).get_dag(path.stem)
     assert cron_of(dag) == ("45 2 * * 1", "Europe/Madrid")
 
@@ -105,6 +131,7 @@ def test_cron_and_timezone_come_from_the_environment(path: Path, monkeypatch: py
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
 def test_disabled_cron_jobs_stop_scheduled_runs_but_not_backfills(path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import pendulum
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.timetables.base import TimeRestriction
 
@@ -112,12 +139,18 @@ def test_disabled_cron_jobs_stop_scheduled_runs_but_not_backfills(path: Path,
     dag = parse(path).get_dag(path.stem)
     # The scheduler's view: the DAG as serialised and read back (needs the plugin registration).
     timetable = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).timetable
-    assert type(timetable).__name__ == "CronDataIntervalUnscheduled"
-    assert timetable.periodic  # so Airflow accepts backfills
-    import pendulum
-
     start = pendulum.datetime(2026, 1, 1, tz="UTC")  # Airflow's timetables work on pendulum times
     scheduler_asks = TimeRestriction(earliest=start, latest=None, catchup=False)
+    # monthly_distribution: its days no longer trigger it; its cron's months can still be backfilled
+    if path.stem == "daily_performance":
+        assert type(timetable).__name__ == "CronPartitionUnscheduled"
+        assert timetable.next_dagrun_info_v2(last_dagrun_info=None, restriction=scheduler_asks) is None
+        keys = [i.partition_key for i in timetable.iter_partition_dagrun_infos(
+            earliest=start, latest=start + timedelta(days=2))]
+        assert keys == ["2026-01-01", "2026-01-02", "2026-01-03"]  # a backfill still gets every date
+        return
+    assert type(timetable).__name__ == "CronDataIntervalUnscheduled"
+    assert timetable.periodic  # so Airflow accepts backfills
     assert timetable.next_dagrun_info(last_automated_data_interval=None, restriction=scheduler_asks) is None
     backfill_asks = TimeRestriction(earliest=start, latest=start + timedelta(days=40), catchup=True)
     info = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=backfill_asks)
@@ -126,23 +159,32 @@ def test_disabled_cron_jobs_stop_scheduled_runs_but_not_backfills(path: Path,
     assert manual.end <= start + timedelta(days=3)
 
 
-@pytest.mark.parametrize(("dag_id", "logical", "fires"), [
-    # Business date 2026-01-01: logical date 2026-01-01 00:30; the run fires a day later.
-    ("daily_performance", datetime(2026, 1, 1, 0, 30, tzinfo=UTC), datetime(2026, 1, 2, 0, 30, tzinfo=UTC)),
-    # Period 2026-01: logical date 2026-01-01 01:00; the run fires on 2026-02-01 01:00.
-    ("monthly_distribution", datetime(2026, 1, 1, 1, 0, tzinfo=UTC), datetime(2026, 2, 1, 1, 0, tzinfo=UTC)),
-])
-def test_scheduled_runs_fire_after_their_date_or_period_ends(dagbag, dag_id: str, logical: datetime,  # noqa: ANN001
-                                                             fires: datetime) -> None:
+def test_a_scheduled_daily_run_fires_after_its_date_ends_and_carries_it_as_its_key(dagbag) -> None:  # noqa: ANN001
+    import pendulum
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.timetables.base import TimeRestriction
 
-    dag = dagbag.get_dag(dag_id)
-    timetable = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).timetable
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    info = timetable.next_dagrun_info(last_automated_data_interval=None,
-                                      restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
-    assert (info.logical_date, info.run_after) == (logical, fires)
+    timetable = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(
+        dagbag.get_dag("daily_performance"))).timetable
+    start = pendulum.datetime(2026, 1, 2, tz="UTC")
+    info = timetable.next_dagrun_info_v2(last_dagrun_info=None,
+                                         restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
+    # Business date 2026-01-01: the run fires at 2026-01-02 00:30, once the day has ended.
+    assert (info.partition_key, info.run_after) == ("2026-01-01", datetime(2026, 1, 2, 0, 30, tzinfo=UTC))
+
+
+def test_the_month_waits_for_every_day_of_its_daily_partitions(dagbag) -> None:  # noqa: ANN001
+    from investment_jobs.assets import DAILY_PERFORMANCE
+
+    timetable = dagbag.get_dag("monthly_distribution").timetable
+    mapper = timetable.default_partition_mapper
+    assert type(mapper).__name__ == "RollupMapper" and type(mapper.window).__name__ == "MonthWindow"
+    assert type(mapper.wait_policy).__name__ == "WaitForAll"
+    assert timetable.asset_condition == DAILY_PERFORMANCE
+
+
+def test_a_payout_job_refuses_backfills(dagbag) -> None:  # noqa: ANN001
+    assert {t.value for t in dagbag.get_dag("withdrawal_processing").allowed_run_types} == {"scheduled", "manual"}
 
 
 def test_task_order_of_monthly_distribution(dagbag) -> None:  # noqa: ANN001
@@ -180,21 +222,25 @@ ZONES = ["America/New_York", "America/Los_Angeles", "Pacific/Honolulu", "UTC", "
 
 @pytest.mark.parametrize("zone", ZONES)
 def test_scheduled_and_backfilled_runs_process_their_own_date_in_every_zone(zone: str) -> None:
-    """Defect 1 of issue 12, for the scheduler: every run a backfill of 2026 would create (the same
-    infos the scheduler uses), in zones either side of UTC and across their DST changes, processes
-    the business date it is for, and fires only once that date has ended in the zone."""
+    """Defect 1 of issue 12, for the scheduler: every scheduled run of 2026 (the infos the scheduler
+    creates) and every run a backfill of 2026 creates, in zones either side of UTC and across their
+    DST changes, carries the business date it is for as its key, and a scheduled one fires only
+    once that date has ended in the zone."""
     import pendulum
     from airflow.timetables.base import TimeRestriction
-    from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's side
 
-    from investment_jobs.business_dates import business_date_of, end_of_business_date
+    from investment_jobs.business_dates import business_date_of_run, end_of_business_date
+    from investment_jobs.timetables import BusinessDatePartitions  # the scheduler's side of the DAG's
 
-    timetable = CronDataIntervalTimetable("30 0 * * *", timezone=zone)
-    start = pendulum.datetime(2026, 1, 1, tz=zone)
-    restriction = TimeRestriction(earliest=start, latest=pendulum.datetime(2027, 1, 1, tz=zone), catchup=True)
-    last, day, seen = None, start.date(), 0
-    while (info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)):
-        assert business_date_of(info.logical_date, zone) == day, (zone, info.logical_date)
+    timetable = BusinessDatePartitions("30 0 * * *", timezone=zone, run_offset=-1, key_format="%Y-%m-%d")
+    start = pendulum.datetime(2026, 1, 2, tz=zone)
+    restriction = TimeRestriction(earliest=start, latest=pendulum.datetime(2027, 1, 1, 12, tz=zone), catchup=True)
+    last, day, seen = None, date(2026, 1, 1), 0
+    while (info := timetable.next_dagrun_info_v2(last_dagrun_info=last, restriction=restriction)):
+        assert business_date_of_run(info.partition_key, None, info.run_after, zone) == day, (zone, info)
         assert info.run_after >= end_of_business_date(day, zone)
-        last, day, seen = info.data_interval, day + timedelta(days=1), seen + 1
+        last, day, seen = info, day + timedelta(days=1), seen + 1
     assert seen == 365
+    backfilled = [i.partition_key for i in timetable.iter_partition_dagrun_infos(
+        earliest=pendulum.datetime(2026, 3, 1, tz="UTC"), latest=pendulum.datetime(2026, 3, 31, tz="UTC"))]
+    assert backfilled == [f"2026-03-{d:02d}" for d in range(1, 32)]  # `backfill create` 03-01..03-31: both ends

@@ -86,7 +86,7 @@ def backfill(stack: Stack, *extra: str) -> int:
     import psycopg
 
     stack.airflow("backfill", "create", "--dag-id", "daily_performance", "--from-date", FIRST.isoformat(),
-                  "--to-date", (FIRST + timedelta(days=DAYS)).isoformat(), "--max-active-runs", "3", *extra)
+                  "--to-date", (FIRST + timedelta(days=DAYS - 1)).isoformat(), "--max-active-runs", "3", *extra)
     with psycopg.connect(stack.metadata_dsn) as conn:
         return conn.execute("SELECT max(id) FROM backfill").fetchone()[0]
 

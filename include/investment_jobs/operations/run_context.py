@@ -14,21 +14,29 @@ from investment_jobs import config
 from investment_jobs.business_dates import (
     BusinessDateNotEnded,
     Period,
-    business_date_of,
-    period_of,
+    business_date_of_run,
+    period_of_run,
     require_ended,
     require_period_ended,
 )
 
 
-def _logical_date(context: Any) -> datetime:
-    return context.get("logical_date") or context["dag_run"].run_after
+def partition_key(context: Any) -> str | None:
+    """The run's partition key: a scheduled or backfilled run of a partitioned DAG has one."""
+    return context.get("partition_key") or getattr(context.get("dag_run"), "partition_key", None)
+
+
+def _when(context: Any) -> tuple[str | None, datetime | None, datetime]:
+    dag_run = context["dag_run"]
+    return partition_key(context), context.get("logical_date") or getattr(dag_run, "logical_date", None), \
+        dag_run.run_after
 
 
 def run_date(context: Any) -> date:
-    """The calendar date of the run's logical date in CRON_TIMEZONE, without the ended check
-    (ml_performance_sync syncs its own, possibly open, day; data_cleanup counts windows from it)."""
-    return business_date_of(_logical_date(context), config.cron_timezone())
+    """D of the run (its partition key, else its logical date's calendar date in CRON_TIMEZONE),
+    without the ended check (ml_performance_sync syncs its own, possibly open, day; data_cleanup
+    counts windows from it)."""
+    return business_date_of_run(*_when(context), config.cron_timezone())
 
 
 def ended_business_date(context: Any, now: datetime) -> date:
@@ -47,7 +55,7 @@ def ended_period(context: Any, now: datetime) -> Period:
     """P for this run: the logical date's month; refuses (without a retry) a month that has not ended."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    period = period_of(_logical_date(context), config.cron_timezone())
+    period = period_of_run(*_when(context), config.cron_timezone())
     try:
         require_period_ended(period, config.cron_timezone(), now)
     except BusinessDateNotEnded as exc:
