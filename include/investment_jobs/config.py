@@ -7,6 +7,7 @@ network, Airflow Variables or heavy libraries.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -198,6 +199,39 @@ def idempotency_key_window_hours() -> int:
 
 def notification_batch_size() -> int:
     return env_int("WITHDRAWAL_NOTIFICATION_BATCH_SIZE", 1000)
+
+
+def daily_deadline() -> str:
+    """When a scheduled daily_performance run for D must have succeeded: this time (HH:MM) on D+1,
+    in CRON_TIMEZONE (``DAILY_DEADLINE``, default 06:00)."""
+    value = env_str("DAILY_DEADLINE", "06:00")
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+        raise ValueError(f"DAILY_DEADLINE must be a time of day HH:MM (24 h), got {value!r}")
+    return value
+
+
+def deadline_alerts_enabled() -> bool:
+    """Whether the money DAGs carry their Deadline Alerts (``DEADLINE_ALERTS``, default true).
+
+    Off for runs without a scheduler: Airflow 3.3.2's ``dag.test()`` (``airflow dags test``, so
+    ``make job``) fails at the end of a successful run of a DAG with deadlines (it looks the alerts
+    up by their serialized form instead of their ids), and there is no scheduler to watch them.
+    """
+    return env_bool("DEADLINE_ALERTS", True)
+
+
+def monthly_deadline() -> timedelta:
+    """How long after its cron's time on the 1st of the next month a period's distribution is due
+    (``MONTHLY_DEADLINE``: hours, ``24`` or ``24h``; default 24)."""
+    value = env_str("MONTHLY_DEADLINE", "24").strip().lower().removesuffix("h").strip()
+    if not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,2})?", value):
+        raise ValueError(f"MONTHLY_DEADLINE must be a number of hours (e.g. 24 or 36h), got {value!r}")
+    return timedelta(minutes=round(float(value) * 60))  # float-ok: a duration, to the minute
+
+
+def health_lookback_days() -> int:
+    """How many ended business dates /health/jobs and a missed deadline list missing ones from."""
+    return env_int("HEALTH_LOOKBACK_DAYS", 35)
 
 
 def health_grace() -> timedelta:
