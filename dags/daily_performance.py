@@ -6,9 +6,20 @@
 (account, D) in `investment.daily_performance`; then brings `accounts.current_balance` and
 `total_return_percentage` up to date.
 
-**Which date.** D is the calendar date of the run's *logical date* in `CRON_TIMEZONE` (default
-UTC). The scheduled run for D starts after D has ended (00:30 the next day by default,
-`DAILY_PERFORMANCE_CRON`). A run for a day that has not ended fails at once and writes nothing.
+**Which date.** D is the run's *partition key* (`YYYY-MM-DD`, shown on the run): scheduled runs
+and backfills carry it. A run without one (a manual trigger, `make job`, `airflow dags test`)
+takes the calendar date of its *logical date* in `CRON_TIMEZONE` (default UTC). The scheduled run
+for D starts after D has ended (00:30 the next day by default, `DAILY_PERFORMANCE_CRON`) and must
+have succeeded by `DAILY_DEADLINE` (06:00) on D+1, or a `deadline_missed` alert goes out. A run
+for a day that has not ended fails at once and writes nothing.
+
+**What follows.** A successful run stores partition D of the asset
+`investment.daily_performance`. When every day of a month is stored, `monthly_distribution` runs
+for that month by itself. Missed days? Backfill them (*Trigger → Backfill*, From and To both
+included, or `airflow backfill create --dag-id daily_performance --from-date D1 --to-date D2`):
+the month follows. A rerun of a day in a month already distributed stores the new day and reports
+`distribution_drift` (summary and alert) for the accounts whose distribution no longer adds up;
+nothing is paid again.
 
 **Reruns and backfills are safe.** A rerun replaces D's rows (one upsert per run, never a
 duplicate). Days can run in any order: when an earlier day changes, the cumulative fields of
@@ -40,6 +51,7 @@ from __future__ import annotations
 from airflow.sdk import chain, dag, setup, task, teardown
 
 from investment_jobs import config
+from investment_jobs.assets import DAILY_PERFORMANCE
 from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "daily_performance"
@@ -107,16 +119,22 @@ def daily_performance() -> None:
 
         return run_step(daily.update_account_snapshots, snapshot["run"], config.cron_timezone())
 
-    @task
+    @task(outlets=[DAILY_PERFORMANCE])
     def summarise(snapshot: dict, pulled: dict, computed: dict, persisted: dict, updated: dict, **context) -> dict:
-        """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE."""
+        """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE. On
+        success, D's partition of the daily asset is stored: the month's rollup counts it."""
         from investment_jobs.jobs import daily
+        from investment_jobs.operations.alerts import announce_distribution_drift
         from investment_jobs.operations.run_context import run_step
         from investment_jobs.operations.run_log import finish_run
 
         counts = {"active_accounts": snapshot["active_accounts"], **pulled, **computed, **persisted, **updated}
         summary = run_step(daily.summarise, snapshot["run"], counts, config.daily_reject_tolerance())
-        return finish_run(summary, snapshot["started_at"], context, daily.check_tolerance)
+        finish_run(summary, snapshot["started_at"], context, daily.check_tolerance)
+        announce_distribution_drift(summary, context)
+        run_step(daily.record_partition, snapshot["run"])
+        context["outlet_events"][DAILY_PERFORMANCE].add_partitions(summary["business_date"])
+        return summary
 
     @teardown
     def drop_staging(snapshot: dict) -> None:

@@ -9,9 +9,18 @@ performance fee of its product, and the net profit. A profitable month is paid: 
 does not move the balance), and `accounts.total_profit_distributed` grows by the net, all in one
 database transaction. A month with no profit still gets its row: status `no_profit`, fee 0, net 0.
 
-**Which month.** P is the month of the run's *logical date* in `CRON_TIMEZONE`. The scheduled run
-for P starts after P has ended (01:00 on the 1st of the next month by default,
-`MONTHLY_DISTRIBUTION_CRON`). A run for a month that has not ended fails at once, writing nothing.
+**When it runs.** By itself, as soon as the last day of P is stored: it is scheduled on the
+daily performance asset, a rollup of the month's daily partitions that waits for every day
+(*Pending Dag Runs* on this page shows each waiting month and which days have arrived, e.g.
+`28 / 30`). A day that arrives late through a backfill of `daily_performance` completes the month
+just the same. `MONTHLY_DISTRIBUTION_CRON` (01:00 on the 1st) is no longer a start time but the
+month's deadline: P must be distributed by that time on the 1st of the next month plus
+`MONTHLY_DEADLINE` (24 h), or a `deadline_missed` alert goes out (`/health/jobs` shows a month
+still waiting for its days).
+
+**Which month.** P is the run's *partition key* (`YYYY-MM`). A manual run without one takes the
+month of its *logical date* in `CRON_TIMEZONE`; *Trigger* with a partition key `YYYY-MM` reruns P.
+A run for a month that has not ended fails at once, writing nothing.
 
 **Fees.** Per product (`products.fee_model`): `simple`, the fee percentage of a positive gross;
 or `high_water_mark`, a fee only on cumulative profit above the best level a fee was already
@@ -44,6 +53,7 @@ from __future__ import annotations
 from airflow.sdk import dag, setup, task, teardown
 
 from investment_jobs import config
+from investment_jobs.assets import MONTHLY_DISTRIBUTIONS
 from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "monthly_distribution"
@@ -84,15 +94,19 @@ def monthly_distribution() -> None:
 
         return run_step(monthly.distribute, assessment["run"])
 
-    @task
+    @task(outlets=[MONTHLY_DISTRIBUTIONS])
     def summarise(assessment: dict, written: dict, **context) -> dict:
-        """One JSON summary line (also this task's XCom); fails when accounts need an operator."""
+        """One JSON summary line (also this task's XCom); fails when accounts need an operator. On
+        success every account of P is distributed: P's partition of the distributions asset."""
         from investment_jobs.jobs import monthly
         from investment_jobs.operations.run_context import run_step
         from investment_jobs.operations.run_log import finish_run
 
         summary = run_step(monthly.summarise, assessment["run"], {**assessment["outcomes"], **written})
-        return finish_run(summary, assessment["started_at"], context, monthly.check_complete)
+        finish_run(summary, assessment["started_at"], context, monthly.check_complete)
+        run_step(monthly.record_partition, assessment["run"])
+        context["outlet_events"][MONTHLY_DISTRIBUTIONS].add_partitions(summary["period"])
+        return summary
 
     @teardown
     def drop_staging(assessment: dict) -> None:

@@ -31,6 +31,10 @@ request left in `processing` (a crash, a timeout, a 5xx) is retried by the next 
 retry) with the same key, so Stripe returns the first payout instead of making a second. After
 Stripe's 24 h key window the job first looks the payout up by its metadata.
 
+**No backfills.** A payout job has no dates: each run pays what is approved when it runs, so a
+backfill of it is a mistake, and Airflow refuses one (the DAG allows scheduled and manual runs
+only). To pay now, *Trigger* a single run.
+
 **When it fails.**
 - *pay failed, N awaiting retry*: Stripe answered ambiguously (timeout, dropped connection, 409,
   429, 5xx). The requests stay `processing` with `last_error`; nothing to do unless it persists.

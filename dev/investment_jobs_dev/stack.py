@@ -55,11 +55,11 @@ def _redis_ping(url: str) -> bool:
         return False
 
 
-def check_services(postgres: str, redis: str) -> None:
+def check_services(postgres: str, redis: str | None) -> None:
     missing = []
     if not _answers_tcp(postgres):
         missing.append(f"PostgreSQL at {postgres} (the metadata and investment databases)")
-    if not _redis_ping(redis):
+    if redis is not None and not _redis_ping(redis):
         missing.append(f"Redis at {redis} (Celery's broker)")
     if missing:
         raise StackUnavailable("the stack needs " + " and ".join(missing) + ", which do not answer")
@@ -67,12 +67,16 @@ def check_services(postgres: str, redis: str) -> None:
 
 @dataclass
 class Stack:
-    """One Airflow deployment on this machine. ``env`` holds every setting its processes share."""
+    """One Airflow deployment on this machine. ``env`` holds every setting its processes share.
+
+    ``executor="CeleryExecutor"`` (the default): Celery workers on Redis. ``"LocalExecutor"``: the
+    scheduler runs the tasks itself, no Redis and no workers (the scheduler tests use it)."""
 
     home: Path
     metadata_db: str
     investment_dsn: str
-    redis_db: int
+    redis_db: int = 0
+    executor: str = "CeleryExecutor"
     workers: int = 2
     worker_concurrency: int = 4
     port: int = field(default_factory=free_port)
@@ -89,6 +93,10 @@ class Stack:
     def metadata_dsn(self) -> str:
         return f"{self.postgres}/{self.metadata_db}"
 
+    @property
+    def celery(self) -> bool:
+        return self.executor == "CeleryExecutor"
+
     def env(self) -> dict[str, str]:
         home = self.home
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
@@ -100,8 +108,8 @@ class Stack:
         jwt_secret, fernet = secrets_file.read_text().split()
         psycopg_meta = self.metadata_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
         return checkout_env(home, base, **{
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "32",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
+            "AIRFLOW__CORE__PARALLELISM": "32" if self.celery else "4",
             "AIRFLOW__CORE__FERNET_KEY": fernet,
             # Every process must agree on the secret that signs the tasks' execution-API tokens.
             "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
@@ -139,16 +147,44 @@ class Stack:
                                             start_new_session=True)
 
     def start(self) -> None:
-        check_services(self.postgres, self.redis)
+        check_services(self.postgres, self.redis if self.celery else None)
         self.home.mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate")
         self.load_pools()
         self._spawn("api-server", "api-server", "--port", str(self.port))
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
-        for i in range(1, self.workers + 1):
+        for i in range(1, (self.workers if self.celery else 0) + 1):
             self.start_worker(f"worker{i}")
         self.wait_ready()
+
+    def token(self, username: str = "admin") -> str:
+        """A JWT for the REST API, as the UI gets one (the simple auth manager's generated password)."""
+        import json
+
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        request = urllib.request.Request(f"{self.url}/auth/token", method="POST",
+                                         data=json.dumps({"username": username,
+                                                          "password": passwords[username]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())["access_token"]
+
+    def api(self, method: str, path: str, body: object | None = None, token: str | None = None
+            ) -> tuple[int, object]:
+        """One REST API call (``/api/v2/…``); returns (status, JSON body), errors included."""
+        import json
+        import urllib.error
+
+        request = urllib.request.Request(f"{self.url}{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {token or self.token()}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
     def start_worker(self, name: str) -> None:
         # Each worker serves its task logs on its own port (8793 by default would clash).

@@ -2,8 +2,9 @@
 
 Starts `python -m investment_jobs_dev.cli demo` (the code behind `make demo`) on free ports with
 its own databases and a two-day backfill, logs in, opens `daily_performance`, checks that the
-backfilled runs are green and that the DAG's docs show, and saves the screenshots the README
-uses under docs/screenshots/. Skipped, with the reason, when Chromium or Playwright is missing.
+backfilled runs are green, that `monthly_distribution` shows their month pending with two of its
+days arrived, that the backfill form and the DAG's docs show, and saves the screenshots the
+README uses under docs/screenshots/. Skipped, with the reason, when Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from investment_jobs.business_dates import last_complete_month
 from investment_jobs_dev.standins.launcher import free_port
 from tests.support.paths import PYTHON, ROOT
 
@@ -66,9 +69,9 @@ def demo(pg_server, tmp_path_factory):  # noqa: ANN001, ANN201
                     # every backfilled day with a finished run of any type: the backfill's, or a
                     # scheduled one the scheduler made for the newest day
                     finished = dict(conn.execute(
-                        """SELECT DISTINCT ON (logical_date) logical_date::date::text, state FROM dag_run
+                        """SELECT DISTINCT ON (partition_key) partition_key, state FROM dag_run
                            WHERE dag_id = 'daily_performance' AND state IN ('success', 'failed')
-                           ORDER BY logical_date, end_date DESC""").fetchall())
+                           ORDER BY partition_key, end_date DESC""").fetchall())
                     # the scheduler closes the backfill a loop later; until then the UI shows its banner
                     open_backfills = conn.execute("SELECT count(*) FROM backfill WHERE completed_at IS NULL"
                                                   ).fetchone()[0]
@@ -91,7 +94,15 @@ def demo(pg_server, tmp_path_factory):  # noqa: ANN001, ANN201
         pg_server.drop_database(f"ij_ui_meta_{worker}")
 
 
-def test_an_operator_sees_the_backfilled_days_green_and_the_docs(demo) -> None:  # noqa: ANN001
+def month_runs(meta: str, period: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(meta) as conn:
+        return conn.execute("SELECT run_id FROM dag_run WHERE dag_id = 'monthly_distribution' AND partition_key = %s",
+                            (period,)).fetchall()
+
+
+def test_an_operator_sees_the_backfilled_days_green_the_pending_month_and_the_docs(demo) -> None:  # noqa: ANN001
     url, password, _ = demo
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
@@ -122,6 +133,32 @@ def test_an_operator_sees_the_backfilled_days_green_and_the_docs(demo) -> None: 
         assert states.count("Success") >= BACKFILL_DAYS and "Failed" not in states, states
         playwright.expect(page.get_by_text("Backfill", exact=True).first).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "daily_performance_runs.png"))
+
+        # The month the backfill began: pending, with which of its days have arrived.
+        month = last_complete_month(datetime.now(UTC).date())  # clock-ok: the demo's month
+        arrived = f"{BACKFILL_DAYS} / {month.last_day.day}"
+        page.goto(f"{url}/dags/monthly_distribution")
+        page.get_by_text(re.compile(r"\d+ Pending Dag Runs?")).click()
+        pending = page.get_by_role("dialog")
+        playwright.expect(pending).to_contain_text(month.key)
+        playwright.expect(pending).to_contain_text(arrived)
+        pending.get_by_text(arrived).click()
+        playwright.expect(page.get_by_text("investment.daily_performance").last).to_be_visible()
+        playwright.expect(page.get_by_text(month.first_day.isoformat()).last).to_be_visible()
+        # scroll the list to its end, where the arrived days are, above the missing ones
+        page.get_by_text(month.first_day.isoformat()).last.hover()
+        page.mouse.wheel(0, 2000)
+        page.wait_for_timeout(600)
+        page.screenshot(path=str(SCREENSHOTS / "monthly_distribution_pending.png"))
+        assert month_runs(demo[2], month.key) == []  # nothing distributed before its days are stored
+
+        # The operator's one action: a backfill of the missing days, from the Trigger button.
+        page.goto(f"{url}/dags/daily_performance")
+        page.get_by_role("button", name="Trigger").click()
+        page.get_by_role("dialog").get_by_text("Backfill", exact=True).first.click()
+        playwright.expect(page.get_by_role("dialog")).to_contain_text("Date Range")
+        page.wait_for_timeout(600)
+        page.screenshot(path=str(SCREENSHOTS / "daily_performance_backfill.png"))
 
         page.goto(f"{url}/dags/daily_performance")
         page.get_by_role("button", name="Dag Docs").click()

@@ -45,6 +45,8 @@ class Faults:
     # with a new cursor).
     paging: str = ""
     raw_items: list[str] = field(default_factory=list)  # JSON texts appended to each date's listing
+    # The engine restates days: account id -> an amount added to its daily return and closing balance.
+    restate: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, body: dict) -> Faults:
@@ -60,6 +62,7 @@ class Faults:
             malformed_agents=int(body.get("malformed_agents", 0)),
             paging=str(body.get("paging", "")),
             raw_items=[str(t) for t in body.get("raw_items", [])],
+            restate={str(k): str(v) for k, v in body.get("restate", {}).items()},
         )
         if faults.paging not in PAGING_FAULTS:
             raise ValueError(f"unknown paging fault {faults.paging!r}; one of {PAGING_FAULTS}")
@@ -100,6 +103,10 @@ class EngineState:
             kind = faults.malformed.get(account.account_id)
             if kind:
                 item = _malform(item, kind)
+            if account.account_id in faults.restate:
+                extra = Decimal(faults.restate[account.account_id])
+                item["daily_return"] = str(Decimal(item["daily_return"]) + extra)
+                item["closing_balance"] = str(Decimal(item["closing_balance"]) + extra)
             items.append(item)
             if account.account_id in faults.duplicate_accounts:
                 items.append(dict(item))

@@ -369,5 +369,12 @@ def check_complete(summary: dict[str, Any]) -> None:
         raise DistributionIncomplete(f"period {summary['period']}: " + " | ".join(problems))
 
 
+def record_partition(conn: psycopg.Connection, run: RunReference) -> None:
+    """The run succeeded: its partition is stored (investment.stored_partitions, beside the asset event)."""
+    from investment_jobs.jobs.partitions import MONTHLY, record_stored
+
+    record_stored(conn, MONTHLY, run.key, run.run_id)
+
+
 def drop_staging(conn: psycopg.Connection, run: RunReference) -> None:
     staging(run).drop(conn)

@@ -236,6 +236,35 @@ def test_drift_after_a_late_daily_rerun_is_reported_and_not_rewritten(january: B
         monthly.check_complete(summary)
 
 
+def test_a_daily_rerun_in_a_distributed_month_reports_the_drift_at_once(book: Book, webhook, monkeypatch
+                                                                         ) -> None:  # noqa: ANN001
+    """The engine restates 2026-01-31 after January was paid: the daily rerun stores the new day
+    (it succeeds), names the accounts whose distribution no longer adds up, and posts it; the
+    distributions stay as they were."""
+    url, received = webhook
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", url)
+    january = book  # the engine's book as it is: every account it sends is active on the 31st
+    fill_days(january, JAN, JAN_END)
+    succeeded(run_dag("monthly_distribution", JAN))
+    before = january.query(DISTRIBUTIONS)
+    dag_run = run_dag("daily_performance", JAN_END)  # the engine's numbers differ from the stored ones
+    succeeded(dag_run)
+    drift = xcom(dag_run, "summarise")["distribution_drift"]
+    changed = sorted(a for a, *_ in before if month_of_stored_days(january, JAN, JAN_END)[a] != next(
+        (r[6], r[4], r[5]) for r in before if r[0] == a))
+    assert drift["period"] == "2026-01" and drift["count"] == len(changed) > 0
+    assert drift["account_ids"] == changed[:len(drift["account_ids"])]
+    assert [m["text"] for m in received] == ["daily_performance restated 2026-01-31: 2026-01 drifted"]
+    assert january.query(DISTRIBUTIONS) == before
+
+
+def test_a_daily_run_outside_a_distributed_month_reports_no_drift(book: Book) -> None:
+    fill_days(book, JAN, JAN_END)
+    dag_run = run_dag("daily_performance", JAN_END)
+    succeeded(dag_run)
+    assert xcom(dag_run, "summarise")["distribution_drift"] == {"period": "2026-01", "count": 0, "account_ids": []}
+
+
 def test_high_water_mark_over_three_months(book: Book) -> None:
     with book.connect() as conn:
         conn.execute("UPDATE investment.products SET fee_model = 'high_water_mark'")
