@@ -54,6 +54,7 @@ from airflow.sdk import dag, setup, task, teardown
 
 from investment_jobs import config
 from investment_jobs.assets import MONTHLY_DISTRIBUTIONS
+from investment_jobs.operations.approvals import DistributionApprovalOperator
 from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "monthly_distribution"
@@ -88,11 +89,12 @@ def monthly_distribution() -> None:
         return run_step(monthly.compute_fees, assessment["run"])
 
     @task
-    def distribute(assessment: dict) -> dict:
+    def distribute(assessment: dict, approval: dict) -> dict:
+        """Writes exactly the approved rows (their fingerprint), or nothing."""
         from investment_jobs.jobs import monthly
         from investment_jobs.operations.run_context import run_step
 
-        return run_step(monthly.distribute, assessment["run"])
+        return run_step(monthly.distribute, assessment["run"], approval)
 
     @task(outlets=[MONTHLY_DISTRIBUTIONS])
     def summarise(assessment: dict, written: dict, **context) -> dict:
@@ -116,8 +118,9 @@ def monthly_distribution() -> None:
         run_step(monthly.drop_staging, assessment["run"])
 
     assessment = assess_accounts()
-    written = distribute(assessment)
-    compute_fees(assessment) >> written
+    approval = DistributionApprovalOperator(task_id="approve_distribution", assessment=assessment)
+    written = distribute(assessment, approval.output)
+    compute_fees(assessment) >> approval
     summarise(assessment, written) >> drop_staging(assessment)
 
 

@@ -43,9 +43,13 @@ os.environ.update(checkout_env(AIRFLOW_HOME, **{
     "STRIPE_RATE_LIMIT_ATTEMPTS": "2",
     # dag.test() cannot finish a DAG with deadlines (Airflow 3.3.2); the scheduler tests turn them on
     "DEADLINE_ALERTS": "false",
+    # dag.test() cannot answer a Required Action: the month is approved automatically (and recorded
+    # as such); the scheduler tests ask a person through the REST API and the UI
+    "DISTRIBUTION_APPROVAL": "auto",
 }))
 for name in ("ENABLE_CRON_JOBS", "DAILY_REJECT_TOLERANCE", "AIRFLOW_CONN_INVESTMENT_DB",
-             "AIRFLOW_CONN_ML_ENGINE", "AIRFLOW_CONN_STRIPE_DEFAULT", "DAILY_PERFORMANCE_CRON"):
+             "AIRFLOW_CONN_ML_ENGINE", "AIRFLOW_CONN_STRIPE_DEFAULT", "DAILY_PERFORMANCE_CRON", "MONEY_APPROVERS",
+             "WITHDRAWAL_REVIEW_THRESHOLD", "DISTRIBUTION_REVIEW_FEE_ALERT", "DISTRIBUTION_APPROVAL_TIMEOUT"):
     os.environ.pop(name, None)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import os
 import signal
@@ -181,6 +182,9 @@ def cmd_job(args: argparse.Namespace) -> int:
     # No scheduler watches a make job run, and `airflow dags test` cannot finish one with deadlines
     # (Airflow 3.3.2; config.deadline_alerts_enabled says why).
     os.environ["DEADLINE_ALERTS"] = "false"
+    # Non-interactive: the person who runs make job approves the month (recorded as cli:<user>),
+    # and the review figures are printed before it is distributed.
+    os.environ["DISTRIBUTION_APPROVAL"] = f"cli:{getpass.getuser()}"
     home = use_checkout_env(LOCAL / "job-airflow")
     try:
         with _one_job_at_a_time(home, f"{args.dag} {day.isoformat()}"):
@@ -300,7 +304,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             say(f"Airflow UI: http://localhost:{args.port}  login: admin / {demo_password(home)}")
             say("the backfill runs three business dates at a time; Ctrl-C stops everything")
             if backfill_from == first:
-                say(f"when the last day of {month} is stored, monthly_distribution distributes {month} by itself")
+                say(f"when the last day of {month} is stored, monthly_distribution computes {month} and asks for "
+                    "your approval: Browse → Required Actions (Approve credits it)")
             else:
                 say(f"{month} stays pending (monthly_distribution: Pending Dag Run) until all its days are stored")
             proc.wait()

@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 INVESTMENT_DB_CONN_ID = "investment_db"
 ML_ENGINE_CONN_ID = "ml_engine"
@@ -246,3 +247,126 @@ SUMMARY_ID_LIMIT = 100
 def alert_webhook_url() -> str:
     """Slack-compatible incoming webhook for failure alerts; empty: alerts are log lines only."""
     return env_str("ALERT_WEBHOOK_URL", "")
+
+
+# --- operator decisions (issue 15) -------------------------------------------------------------
+APPROVAL_MODES = ("required", "auto")
+
+
+def distribution_approval() -> str:
+    """Who approves a month before it is credited (``DISTRIBUTION_APPROVAL``): ``required`` (a
+    person in the UI, the default), ``auto`` (nobody waits; recorded as such), or ``cli:<user>``
+    (``make job``: the person who ran it)."""
+    value = env_str("DISTRIBUTION_APPROVAL", "required")
+    if value in APPROVAL_MODES or (value.startswith("cli:") and len(value) > 4):
+        return value
+    raise ValueError(f"DISTRIBUTION_APPROVAL must be required, auto or cli:<user>, got {value!r}")
+
+
+def _duration(name: str, default: str) -> timedelta:
+    """``30m``, ``24h``, ``2d`` (or a bare number of hours)."""
+    value = env_str(name, default).strip().lower()
+    match = re.fullmatch(r"([0-9]{1,5})\s*([smhd]?)", value)
+    if not match:
+        raise ValueError(f"{name} must be a duration like 30m, 24h or 2d, got {value!r}")
+    number, unit = int(match.group(1)), match.group(2) or "h"
+    unit_name = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]
+    return timedelta(**{unit_name: number})
+
+
+def distribution_approval_timeout() -> timedelta:
+    """How long a month waits for its approval before the run fails, writing nothing
+    (``DISTRIBUTION_APPROVAL_TIMEOUT``, default 48h)."""
+    return _duration("DISTRIBUTION_APPROVAL_TIMEOUT", "48h")
+
+
+def distribution_review_change_alert() -> Decimal:
+    """A currency's (or product's) gross that changed by more than this percent against the previous
+    distributed month is flagged on the review page (``DISTRIBUTION_REVIEW_CHANGE_ALERT``, 50)."""
+    from investment_jobs.money import NotADecimal, parse_decimal
+
+    raw = env_str("DISTRIBUTION_REVIEW_CHANGE_ALERT", "50")
+    try:
+        value = parse_decimal(raw)
+    except NotADecimal as exc:
+        raise ValueError(f"DISTRIBUTION_REVIEW_CHANGE_ALERT must be a percent, got {raw!r}") from exc
+    if value < 0:
+        raise ValueError("DISTRIBUTION_REVIEW_CHANGE_ALERT must not be negative")
+    return value
+
+
+def distribution_review_fee_alert() -> CurrencyAmounts:
+    """A single fee above this amount is flagged on the review page (``DISTRIBUTION_REVIEW_FEE_ALERT``:
+    one amount in every currency's major units, or ``usd=5000,jpy=700000``; unset: no flag)."""
+    return currency_amounts("DISTRIBUTION_REVIEW_FEE_ALERT")
+
+
+def withdrawal_review_threshold() -> CurrencyAmounts:
+    """Requests at or above this amount wait for a person before they are paid
+    (``WITHDRAWAL_REVIEW_THRESHOLD``, per currency in major units, ``usd=10000,eur=9000``, or one
+    amount for all). Unset by default: nothing waits for review."""
+    return currency_amounts("WITHDRAWAL_REVIEW_THRESHOLD")
+
+
+def withdrawal_review_timeout() -> timedelta:
+    """How long one run waits for the review of its held requests (``WITHDRAWAL_REVIEW_TIMEOUT``,
+    default 20m: shorter than the 30-minute schedule, so the next run asks again)."""
+    return _duration("WITHDRAWAL_REVIEW_TIMEOUT", "20m")
+
+
+def operator_case_timeout() -> timedelta:
+    """How long one run waits for the decisions on requests that need an operator
+    (``OPERATOR_CASE_TIMEOUT``, default 20m)."""
+    return _duration("OPERATOR_CASE_TIMEOUT", "20m")
+
+
+def drift_decision_timeout() -> timedelta:
+    """How long a month's run waits for the decision on its drifted accounts (``DRIFT_DECISION_TIMEOUT``,
+    default 48h)."""
+    return _duration("DRIFT_DECISION_TIMEOUT", "48h")
+
+
+def money_approvers() -> frozenset[str]:
+    """The Airflow user names whose decisions on money count (``MONEY_APPROVERS``, comma-separated;
+    unset: any user who may answer in the UI)."""
+    return frozenset(n.strip() for n in os.environ.get("MONEY_APPROVERS", "").split(",") if n.strip())
+
+
+@dataclass(frozen=True)
+class CurrencyAmounts:
+    """Amounts in major units per currency (``default`` for the ones not listed); empty: not set."""
+
+    per_currency: dict[str, Decimal]
+    default: Decimal | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.per_currency) or self.default is not None
+
+    def get(self, currency: str) -> Decimal | None:
+        return self.per_currency.get(currency.lower(), self.default)
+
+
+def currency_amounts(name: str) -> CurrencyAmounts:
+    from investment_jobs.money import NotADecimal, parse_decimal
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return CurrencyAmounts({})
+    per_currency: dict[str, Decimal] = {}
+    default: Decimal | None = None
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        currency, _, amount = part.rpartition("=")
+        try:
+            value = parse_decimal(amount.strip())
+        except NotADecimal as exc:
+            raise ValueError(f"{name}: {part!r} is not an amount ({exc})") from None
+        if value < 0:
+            raise ValueError(f"{name}: {part!r} must not be negative")
+        if not currency:
+            default = value
+        elif re.fullmatch(r"[a-zA-Z]{3}", currency.strip()):
+            per_currency[currency.strip().lower()] = value
+        else:
+            raise ValueError(f"{name}: {currency!r} is not a currency code (usd=10000,eur=9000)")
+    return CurrencyAmounts(per_currency, default)

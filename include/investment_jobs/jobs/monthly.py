@@ -14,7 +14,10 @@ Steps (each one DAG task, each one database transaction, each safe to retry):
                         ``profit_distribution`` transactions and the accounts' totals and marks,
                         ``INSERT … ON CONFLICT (account_id, period) DO NOTHING``, so a rerun or a
                         concurrent run can never distribute an account's month twice.
-4. ``summarise``        one JSON line; the run fails when accounts were held back or drifted.
+   Between 2 and 3 a person approves the computed rows (``operations.approvals``, figures from
+   ``jobs.monthly_review``); ``distribute`` writes exactly the approved rows or nothing.
+4. ``summarise``        one JSON line naming the decisions applied; the run fails when accounts
+                        were held back or drifted.
 
 ``gross_profit`` is Σ daily_return of the account's stored days in P (deposits and withdrawals
 move balances, not returns); ``opening_balance`` is the first stored day's opening and
@@ -30,6 +33,7 @@ from investment_jobs.business_dates import Period
 from investment_jobs.config import SUMMARY_ID_LIMIT
 from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.fees import performance_fee
+from investment_jobs.jobs.decisions import decisions_of_run
 
 if TYPE_CHECKING:
     import psycopg
@@ -273,12 +277,25 @@ def compute_fees(conn: psycopg.Connection, run: RunReference, batch: int = 5000)
 
 
 # --- 3. distribute -----------------------------------------------------------------------------
-def distribute(conn: psycopg.Connection, run: RunReference) -> dict[str, int]:
-    """Write the month for every computed account, once, atomically (see the module's docstring)."""
+class ApprovalMismatch(Exception):
+    """The computed rows are not the ones that were approved: nothing is written."""
+
+
+def distribute(conn: psycopg.Connection, run: RunReference, approved: dict[str, Any]) -> dict[str, int]:
+    """Write the month for every computed account, once, atomically (see the module's docstring),
+    provided the computed rows are exactly the approved ones (their fingerprint)."""
+    from investment_jobs.jobs.monthly_review import fingerprint
+
     tables = staging(run)
     params = _params(run)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        rows_now, digest = fingerprint(conn, run)
+        if not approved.get("approved") or digest != approved.get("fingerprint"):
+            raise ApprovalMismatch(
+                f"period {run.key}: the {rows_now} computed row(s) are not the ones approved "
+                f"({approved.get('accounts')} row(s), fingerprint {approved.get('fingerprint')}); nothing was "
+                "written. Rerun the period: its figures are computed and asked for again")
         tables.execute(conn, FIX_PERIOD_RATES, params)
         rows = tables.execute(conn, DISTRIBUTE, params).fetchall()
         computed = tables.execute(conn, COUNT_READY).fetchone()[0]
@@ -300,6 +317,7 @@ def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any
     rate_changes = tables.execute(conn, RATES_CHANGED_SINCE).fetchall()
     drift = tables.execute(conn, DRIFTED).fetchall()
     conn.rollback()
+    decided = decisions_of_run(conn, "monthly_distribution", run.run_id)
 
     def differences(row: tuple) -> dict[str, dict[str, str]]:
         names = ("gross_profit", "opening_balance", "closing_balance")
@@ -339,6 +357,7 @@ def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any
         "processed": counts.get("distributed", 0) + counts.get("no_profit", 0),
         "error_count": len(held) + len(drift),
         "drift": [{"account_id": r[0], "differences": differences(r)} for r in drift[:SUMMARY_ID_LIMIT]],
+        "decisions": decided,
     }
 
 

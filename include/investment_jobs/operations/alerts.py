@@ -56,7 +56,8 @@ def failure_event(context: Any) -> dict[str, Any]:
 
 
 def slack_message(event: dict[str, Any]) -> dict[str, Any]:
-    """The webhook message of an event (``job_failed``, ``deadline_missed``, ``distribution_drift``),
+    """The webhook message of an event (``job_failed``, ``deadline_missed``, ``distribution_drift``,
+    ``approval_waiting``),
     Slack's blocks format."""
     when = event.get("business_date") or event.get("period") or "-"
     if event["event"] == "distribution_drift":
@@ -66,6 +67,11 @@ def slack_message(event: dict[str, Any]) -> dict[str, Any]:
         detail = (f"accounts: {accounts}\nNothing was paid again. Rerun monthly_distribution for "
                   f"{event['period']} to see the differences.")
         return _message(event, f"{event['job_name']} restated {when}: {event['period']} drifted", text, detail)
+    if event["event"] == "approval_waiting":
+        text = (f":raised_hand: *{event['job_name']}* waits for an approval of *{when}*: {event['subject']}")
+        link = f"<{event['url']}|Open the Required Action>" if event.get("url") else "Browse → Required Actions"
+        detail = f"Approve or reject by {event['respond_by']} (after that nothing is written). {link}"
+        return _message(event, f"{event['job_name']} waits for an approval of {when}", text, detail)
     if event["event"] == "deadline_missed":
         missing = ", ".join(date_ranges(event.get("missing_dates") or [])) or "none"
         text = (f":alarm_clock: *{event['job_name']}* missed its deadline for *{when}* "

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
@@ -143,3 +144,27 @@ def test_two_make_jobs_at_once_take_turns(book, job_env) -> None:  # noqa: ANN00
     assert any("waiting:" in o for o in outputs)
     assert book.query("SELECT DISTINCT date FROM investment.daily_performance ORDER BY 1") == [
         (date(2026, 1, 5),), (date(2026, 1, 6),)]
+
+
+def test_make_job_approves_the_month_as_its_user_and_prints_the_review(book, job_env) -> None:  # noqa: ANN001
+    """Issue 15: make job stays non-interactive. The person who runs it is the approver, recorded as
+    ``cli:<os user>``, and it prints the review figures before it distributes."""
+    import getpass
+
+    from tests.support.book import fill_days
+
+    fill_days(book, date(2026, 1, 1), date(2026, 1, 31))
+    job_env["DISTRIBUTION_APPROVAL"] = "required"  # make job answers for its user whatever is set
+    result = make_job(job_env, "monthly_distribution", "2026-01-01")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "Totals by currency and product" in result.stdout
+    decided = book.query("""SELECT decided_by, kind, choice, outcome, period, figures->>'accounts',
+                                   figures->'totals_by_currency'->'usd'->>'net_profit'
+                            FROM investment.operator_decisions""")
+    paid = book.query("""SELECT count(*), sum(net_profit) FROM investment.distributions d
+                         JOIN investment.products p ON p.id = d.product_id WHERE period = '2026-01'
+                         AND p.currency = 'usd'""")[0]
+    assert [d[:5] for d in decided] == [(f"cli:{getpass.getuser()}", "distribution_approval", "Approve", "applied",
+                                         "2026-01")]
+    assert int(decided[0][5]) == book.query("SELECT count(*) FROM investment.distributions")[0][0]
+    assert Decimal(decided[0][6]) == paid[1]  # the approved figures are the credited ones

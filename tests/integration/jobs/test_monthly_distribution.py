@@ -13,42 +13,13 @@ from investment_jobs.business_dates import Period
 from investment_jobs.fees import performance_fee
 from investment_jobs.jobs import monthly
 from tests.support.airflow_runs import run_dag, task_states, xcom
-from tests.support.book import Book
+from tests.support.book import Book, fill_days, rechain
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
 JAN = date(2026, 1, 1)
 JAN_END = date(2026, 1, 31)
 JANUARY = Period(2026, 1)
-
-
-def fill_days(book: Book, start: date, end: date, salt: str = "") -> None:
-    """Store a daily row for every day each account is active in [start, end] (contracts.md's rule),
-    with deterministic returns in [-9.00, 11.00], then chain cumulative_return as the daily job does."""
-    with book.connect() as conn:
-        conn.execute(
-            """
-            INSERT INTO investment.daily_performance (account_id, product_id, date, opening_balance,
-                closing_balance, daily_return, daily_return_percentage, cumulative_return,
-                cumulative_return_percentage, trades_executed, winning_trades, losing_trades)
-            SELECT a.id, a.product_id, g.d::date, 10000, 10000 + r.ret, r.ret, r.ret / 100, 0, 0, 1, 1, 0
-            FROM investment.accounts a
-            CROSS JOIN generate_series(%(start)s::date, %(end)s::date, interval '1 day') g(d)
-            CROSS JOIN LATERAL (SELECT ((abs(hashtext(a.id::text || g.d::text || %(salt)s)) %% 2001) - 900)::numeric
-                                       / 100 AS ret) r
-            WHERE a.status <> 'suspended' AND a.opened_at::date <= g.d
-              AND (a.closed_at IS NULL OR a.closed_at::date > g.d)
-            ON CONFLICT DO NOTHING
-            """, {"start": start, "end": end, "salt": salt})
-        rechain(conn)
-
-
-def rechain(conn: psycopg.Connection) -> None:
-    conn.execute(
-        """UPDATE investment.daily_performance t SET cumulative_return = c.cum
-           FROM (SELECT account_id, date, sum(daily_return) OVER (PARTITION BY account_id ORDER BY date) cum
-                 FROM investment.daily_performance) c
-           WHERE t.account_id = c.account_id AND t.date = c.date""")
 
 
 def active_in(book: Book, start: date, end: date) -> set[str]:
@@ -72,6 +43,15 @@ DISTRIBUTIONS = """SELECT d.account_id::text, d.period, d.period_start, d.period
 LEDGER = """SELECT id, account_id::text, type, amount, distribution_id, distribution_period, status
             FROM investment.transactions ORDER BY id"""
 TOTALS = "SELECT id::text, total_profit_distributed, high_water_mark FROM investment.accounts ORDER BY 1"
+
+
+def approved(conn: psycopg.Connection, run) -> dict:  # noqa: ANN001
+    """What the approval step hands to distribute: the computed rows' fingerprint."""
+    from investment_jobs.jobs.monthly_review import fingerprint
+
+    count, digest = fingerprint(conn, run)
+    conn.rollback()  # a read: distribute opens its own transaction
+    return {"approved": True, "fingerprint": digest, "accounts": count}
 
 
 def succeeded(dag_run) -> None:  # noqa: ANN001
@@ -147,7 +127,7 @@ def test_two_runs_at_once_distribute_once(january: Book) -> None:
             monthly.assess_accounts(conn, st, "UTC")
             monthly.compute_fees(conn, st)
             barrier.wait()  # both have assessed and computed before either writes
-            results.append(monthly.distribute(conn, st))
+            results.append(monthly.distribute(conn, st, approved(conn, st)))
             monthly.drop_staging(conn, st)
 
     threads = [threading.Thread(target=one_run, args=(f"run-{i}",)) for i in range(2)]
@@ -344,7 +324,7 @@ def test_one_account_whose_fee_cannot_be_computed_is_held_and_the_others_distrib
     with psycopg.connect(january.dsn) as conn:
         outcomes = monthly.assess_accounts(conn, st, "UTC")
         assert monthly.compute_fees(conn, st)["held_error"] >= 1
-        written = monthly.distribute(conn, st)
+        written = monthly.distribute(conn, st, approved(conn, st))
         summary = monthly.summarise(conn, st, {**outcomes, **written})
         monthly.drop_staging(conn, st)
     held = {h["account_id"]: h for h in summary["held_back"]}

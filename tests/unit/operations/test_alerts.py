@@ -48,3 +48,15 @@ def test_a_failure_keeps_its_message() -> None:
                              "error": "Boom: x", "log_url": "http://airflow/log"})
     assert message["text"] == "monthly_distribution failed for 2026-02: task distribute"
     assert context_line(message) == "event `job_failed` · job `monthly_distribution` · 2026-02"
+
+
+def test_a_waiting_approval_links_to_its_page_and_says_until_when() -> None:
+    message = slack_message({"event": "approval_waiting", "job_name": "monthly_distribution", "period": "2026-02",
+                             "subject": "Approve 2026-02: 12 account(s), usd net 100.00", "accounts": 12,
+                             "respond_by": "2026-03-03T01:00:00+00:00",
+                             "url": "http://airflow/dags/monthly_distribution/runs/r/tasks/approve_distribution"
+                                    "/required_actions?map_index=-1"})
+    assert message["text"] == "monthly_distribution waits for an approval of 2026-02"
+    detail = message["blocks"][1]["text"]["text"]
+    assert "2026-03-03T01:00:00+00:00" in detail and "/required_actions?map_index=-1|Open the Required Action>" in detail
+    assert context_line(message) == "event `approval_waiting` · job `monthly_distribution` · 2026-02"
