@@ -58,11 +58,12 @@ from __future__ import annotations
 
 from airflow.sdk import chain, dag, task
 
+from investment_jobs.operations.approvals import OperatorCaseOperator, WithdrawalReviewOperator
 from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "withdrawal_processing"
 STRIPE_POOL = "stripe_api"
-STEPS = ("claim", "pay", "settle", "deliver_notifications")
+STEPS = ("claim", "pay", "settle", "deliver_notifications", "review_withdrawals", "pay_reviewed")
 
 
 @dag(
@@ -83,12 +84,11 @@ def withdrawal_processing() -> None:
 
         job_started(context)
         started_at = pendulum.now("UTC").isoformat()  # clock-ok: the summary's duration only
-        claimed = with_connection(claim_requests, context["run_id"], config.withdrawal_batch_size())
+        claimed = with_connection(claim_requests, context["run_id"], config.withdrawal_batch_size(),
+                                  config.withdrawal_review_threshold())
         return {"started_at": started_at, **claimed}
 
-    @task(pool=STRIPE_POOL)
-    def pay() -> dict:
-        """One payout per processing request without one; ambiguous answers make the task retry."""
+    def pay_step(only: list[str] | None = None) -> dict:
         from datetime import timedelta
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -102,11 +102,25 @@ def withdrawal_processing() -> None:
         try:
             counts = with_connection(pay_requests, StripeHook().get_conn(),
                                      timedelta(hours=config.idempotency_key_window_hours()),
-                                     config.stripe_http_policy().rate_limit_attempts)
+                                     config.stripe_http_policy().rate_limit_attempts, only)
         except StripeRefusedThePlatform as exc:  # the same key gets the same answer: no retry
             raise AirflowFailException(str(exc)) from None
         raise_if_ambiguous(counts)
         return counts
+
+    @task(pool=STRIPE_POOL)
+    def pay() -> dict:
+        """One payout per processing request without one (held ones wait for their review);
+        ambiguous answers make the task retry."""
+        return pay_step()
+
+    @task(pool=STRIPE_POOL)
+    def pay_reviewed(review: dict) -> dict:
+        """The requests the reviewer approved, paid like any other (same idempotency keys)."""
+        if not review.get("approved"):
+            return {"payouts_created": 0, "payouts_found": 0, "failed": 0, "ambiguous": 0, "conflicts": 0,
+                    "skipped_locked": 0, "rejected": 0, "errors": []}
+        return pay_step(review["approved"])
 
     @task(pool=STRIPE_POOL, trigger_rule="all_done")
     def settle() -> dict:
@@ -138,6 +152,14 @@ def withdrawal_processing() -> None:
             return with_connection(notify.deliver_notifications, engine, config.notification_batch_size())
 
     @task(trigger_rule="all_done")
+    def open_operator_cases() -> list[str]:
+        """The requests that need an operator (ids only): one Required Action each."""
+        from investment_jobs.jobs.withdrawals.operator_cases import open_cases
+        from investment_jobs.operations.run_context import with_connection
+
+        return [case.request_id for case in with_connection(open_cases)]
+
+    @task(trigger_rule="all_done")
     def summarise(**context) -> dict:
         """One JSON line for the run; fails it when a step failed or a request needs an operator."""
         from investment_jobs.jobs.withdrawals import summary
@@ -145,11 +167,18 @@ def withdrawal_processing() -> None:
         from investment_jobs.operations.run_log import finish_run
 
         results = {step: context["ti"].xcom_pull(task_ids=step) for step in STEPS}
-        run_summary = with_connection(summary.summarise, context["run_id"], results)
+        cases = [c for c in (context["ti"].xcom_pull(task_ids="resolve_operator_case") or []) if c]
+        run_summary = with_connection(summary.summarise, context["run_id"], results, cases)
         started_at = (results["claim"] or {}).get("started_at") or context["dag_run"].start_date.isoformat()
         return finish_run(run_summary, started_at, context, summary.check_outcome)
 
-    chain(claim(), pay(), settle(), deliver_notifications(), summarise())
+    claimed, settled, summary = claim(), settle(), summarise()
+    chain(claimed, pay(), settled, deliver_notifications(), summary)
+    cases = open_operator_cases()
+    resolved = OperatorCaseOperator.partial(task_id="resolve_operator_case").expand(request_id=cases)
+    chain(settled, cases, resolved, summary)
+    review = WithdrawalReviewOperator(task_id="review_withdrawals")
+    chain(claimed, review, pay_reviewed(review.output), summary)
 
 
 withdrawal_processing()

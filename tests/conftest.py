@@ -46,6 +46,7 @@ os.environ.update(checkout_env(AIRFLOW_HOME, **{
     # dag.test() cannot answer a Required Action: the month is approved automatically (and recorded
     # as such); the scheduler tests ask a person through the REST API and the UI
     "DISTRIBUTION_APPROVAL": "auto",
+    "OPERATOR_DECISIONS": "skip",  # nor a held withdrawal or an operator case: left as they are
 }))
 for name in ("ENABLE_CRON_JOBS", "DAILY_REJECT_TOLERANCE", "AIRFLOW_CONN_INVESTMENT_DB",
              "AIRFLOW_CONN_ML_ENGINE", "AIRFLOW_CONN_STRIPE_DEFAULT", "DAILY_PERFORMANCE_CRON", "MONEY_APPROVERS",

@@ -185,6 +185,9 @@ def cmd_job(args: argparse.Namespace) -> int:
     # Non-interactive: the person who runs make job approves the month (recorded as cli:<user>),
     # and the review figures are printed before it is distributed.
     os.environ["DISTRIBUTION_APPROVAL"] = f"cli:{getpass.getuser()}"
+    # Nobody answers a Required Action in a make job run: held withdrawals and operator cases stay
+    # as they are (the summary lists them) for a run of the deployment to ask about.
+    os.environ["OPERATOR_DECISIONS"] = "skip"
     home = use_checkout_env(LOCAL / "job-airflow")
     try:
         with _one_job_at_a_time(home, f"{args.dag} {day.isoformat()}"):

@@ -370,3 +370,13 @@ def currency_amounts(name: str) -> CurrencyAmounts:
         else:
             raise ValueError(f"{name}: {currency!r} is not a currency code (usd=10000,eur=9000)")
     return CurrencyAmounts(per_currency, default)
+
+
+def operator_decisions() -> str:
+    """``OPERATOR_DECISIONS``: ``ask`` (default: withdrawals held for review and requests that need
+    an operator are asked about in the UI) or ``skip`` (nothing is asked: they stay as they are for
+    a later run; for ``make job`` and ``dag.test()``, which no person watches)."""
+    value = env_str("OPERATOR_DECISIONS", "ask")
+    if value not in ("ask", "skip"):
+        raise ValueError(f"OPERATOR_DECISIONS must be ask or skip, got {value!r}")
+    return value

@@ -44,6 +44,10 @@ class StripeAdmin(StandInAdmin):
         """Every payout in creation order, with what it is worth by Stripe's own currency rules."""
         return self.call("GET", "/_admin/payouts")
 
+    def requests(self) -> list[dict]:
+        """Every authorised payout creation request, as it arrived (idempotency key, metadata)."""
+        return self.call("GET", "/_admin/requests")
+
     def set_payout(self, payout_id: str, **fields: object) -> dict:
         return self.call("POST", f"/_admin/payouts/{payout_id}", fields)
 

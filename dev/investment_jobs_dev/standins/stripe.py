@@ -144,6 +144,8 @@ class StripeState:
         self.available: dict[str, int] = {}
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
+        # every authorised POST /v1/payouts as it arrived: what a test proves "no call was made" with
+        self.request_log: list[dict[str, Any]] = []
 
     def now(self) -> int:
         return int(time.time())  # clock-ok: the stand-in's own clock, as Stripe's
@@ -345,6 +347,9 @@ class Handler(BaseHTTPRequestHandler):
         state = self.state
         with state.lock:
             state.stats["POST /v1/payouts"] += 1
+            state.request_log.append({"method": "POST", "path": url.path, "idempotency_key": key,
+                                      "withdrawal_request_id": dict(params).get("metadata[withdrawal_request_id]"),
+                                      "amount": dict(params).get("amount"), "currency": dict(params).get("currency")})
             faults = state.faults
             if faults.fail_next:  # refused before executing: nothing is stored
                 status = faults.fail_next.pop(0)
@@ -411,6 +416,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, [{**{k: v for k, v in p.items() if not k.startswith("_")},
                                          "major_amount": major_amount(p["amount"], p["currency"])}
                                         for p in (state.payouts[i] for i in state.order)])
+            if path == "/_admin/requests":
+                return self._send(200, state.request_log)
             if path == "/_admin/stats":
                 return self._send(200, {"stats": dict(state.stats), "available": dict(state.available)})
         return self._send(404, {"error": {"message": f"no admin route {path}"}})

@@ -220,13 +220,15 @@ class WithdrawalReviewOperator(HITLOperator):
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from investment_jobs import config
         from investment_jobs.db.connect import connect
         from investment_jobs.jobs.withdrawals import review
 
         with connect() as conn:
             held = review.pending(conn)
-        if not held:
-            return {"held": 0, "approved": [], "declined": []}
+        if not held or config.operator_decisions() == "skip":
+            return {"held": len(held), "approved": [], "declined": [], **(
+                {"not_asked": "OPERATOR_DECISIONS=skip"} if held else {})}
         self.options = review.options(held)
         self.subject = f"Review {len(held)} held withdrawal(s) before they are paid"
         self.body = review.render(held)
@@ -287,3 +289,109 @@ class WithdrawalReviewOperator(HITLOperator):
                                 reason if choice == "decline" else reason, by_id[rid], f"answer:{answered}:{rid}",
                                 request_ids=[rid], account_ids=[by_id[rid]["account_id"]])
         return {"held": len(held), "decided_by": who, **done}
+
+
+class OperatorCaseOperator(HITLOperator):
+    """One withdrawal that needs an operator: the facts, and the actions safe for its case
+    (``jobs.withdrawals.operator_cases``), each checked against Stripe before it is carried out.
+    Mapped over the run's open cases: one Required Action per request."""
+
+    ui_color = "#fce8b2"
+    template_fields = ("request_id",)
+
+    def __init__(self, *, request_id: Any, **kwargs: Any) -> None:
+        from investment_jobs import config
+        from investment_jobs.jobs.withdrawals.operator_cases import LATER
+
+        super().__init__(
+            subject="A withdrawal needs an operator", options=[LATER], defaults=[LATER],
+            params={"payout_id": Param("", type="string", title="Payout id",
+                                       description="For Mark completed: the paid payout (po_…) Stripe shows"),
+                    "reason": Param("", type="string", title="Reason", description="Recorded with the decision")},
+            response_timeout=config.operator_case_timeout(),
+            **{"retries": 0, **kwargs},
+        )
+        self.request_id = request_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from investment_jobs import config
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import operator_cases
+
+        with connect() as conn:
+            case = operator_cases.case_of(conn, self.request_id)
+        if case is None:
+            return {"withdrawal_request_id": self.request_id, "result": "no longer needs an operator"}
+        if config.operator_decisions() == "skip":
+            return {"withdrawal_request_id": self.request_id, "result": "not asked (OPERATOR_DECISIONS=skip)"}
+        self.options = case.options()
+        self.subject = f"Withdrawal {case.amount} {case.currency} needs an operator ({case.case})"
+        self.body = operator_cases.render(case)
+        deadline = datetime.now(UTC) + self.response_timeout  # clock-ok: how long a person has to answer
+        self._ask(context)
+        announce_waiting(self, context, deadline, withdrawal_request_id=case.request_id, case=case.case)
+        return park(deadline, case=case.facts(), options=self.options)
+
+    def _ask(self, context: Any) -> None:
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        upsert_hitl_detail(ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
+                           body=self.body, defaults=self.defaults, multiple=False, params=self.serialized_params,
+                           assigned_users=None)
+
+    def execute_complete(self, context: Any, event: dict[str, Any], case: dict[str, Any] | None = None,
+                         options: list[str] | None = None, deadline: str | None = None) -> dict[str, Any]:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs.withdrawals import operator_cases as cases
+        from investment_jobs.stripe.hook import StripeHook
+
+        facts = case or {}
+        rid = facts.get("withdrawal_request_id", self.request_id)
+        subject = {"request_ids": [rid], "account_ids": [facts["account_id"]] if facts.get("account_id") else []}
+        who = _responder(event)
+        if "error" in event or not who:
+            record_decision(context, "withdrawal_operator_case", "timeout", "no answer", "timed_out",
+                            f"no answer within {self.response_timeout}; left for the next run", facts, "timeout",
+                            **subject)
+            return {"withdrawal_request_id": rid, "result": "no answer: left for the next run"}
+        choice = (list(event.get("chosen_options") or []) or [cases.LATER])[0]
+        params = event.get("params_input") or {}
+        reason = str(params.get("reason") or "").strip() or None
+        answered = str(event.get("responded_at"))
+        if choice not in (options or self.options):
+            raise ValueError(f"the answer {choice!r} is not one of {options}")
+        if (problem := refusal(who)) is not None:
+            record_decision(context, "withdrawal_operator_case", who, choice, "refused", problem, facts,
+                            f"refused:{answered}", **subject)
+            if wait_again(deadline):
+                self.options = list(options or self.options)
+                self._ask(context)
+                return park(datetime.fromisoformat(deadline), case=case, options=self.options)  # type: ignore[arg-type]
+            return {"withdrawal_request_id": rid, "result": f"refused: {problem}"}
+        if choice == cases.LATER:
+            record_decision(context, "withdrawal_operator_case", who, choice, "applied", reason, facts,
+                            f"answer:{answered}", **subject)
+            return {"withdrawal_request_id": rid, "action": choice, "result": "left as it is", "decided_by": who}
+        with connect() as conn:
+            current = cases.case_of(conn, rid)
+            try:
+                if current is None:
+                    raise cases.ActionRefused("the request no longer needs an operator (another run or answer "
+                                              "changed it)")
+                if choice == cases.RETRY:
+                    result = cases.retry(conn, current)
+                elif choice == cases.MARK_FAILED:
+                    result = cases.mark_failed(conn, StripeHook().get_conn(), current, who, reason)
+                else:
+                    result = cases.mark_completed(conn, StripeHook().get_conn(), current,
+                                                  str(params.get("payout_id") or ""))
+            except cases.ActionRefused as exc:
+                record_decision(context, "withdrawal_operator_case", who, choice, "not_applied", str(exc), facts,
+                                f"answer:{answered}", **subject)
+                log.warning("withdrawal %s: %s refused: %s", rid, choice, exc)
+                return {"withdrawal_request_id": rid, "action": choice, "result": f"not applied: {exc}",
+                        "decided_by": who}
+        record_decision(context, "withdrawal_operator_case", who, choice, "applied",
+                        reason or (f"payout {params.get('payout_id')}" if choice == cases.MARK_COMPLETED else None),
+                        facts, f"answer:{answered}", **subject)
+        return {"withdrawal_request_id": rid, "action": choice, "result": result, "decided_by": who}

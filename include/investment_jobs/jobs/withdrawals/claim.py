@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from investment_jobs.config import SUMMARY_ID_LIMIT
+from investment_jobs.config import SUMMARY_ID_LIMIT, CurrencyAmounts
 from investment_jobs.jobs.withdrawals.state import amounts_by_currency, as_text, log
 from investment_jobs.stripe.payouts import Rejection, destination_of, rejection_for
 
@@ -27,11 +27,23 @@ class Candidate:
     currency: str
 
 
-def claim_requests(conn: psycopg.Connection, run_id: str, batch_size: int) -> dict[str, Any]:
+KNOWN_DESTINATIONS = """
+    SELECT DISTINCT account_id::text,
+           coalesce(destination_details->>'bank_account_id', destination_details->>'card_id')
+    FROM investment.withdrawal_requests
+    WHERE status = 'completed' AND account_id = ANY(%s::uuid[])
+"""
+
+
+def claim_requests(conn: psycopg.Connection, run_id: str, batch_size: int,
+                   review: CurrencyAmounts | None = None) -> dict[str, Any]:
     """Move approved stripe_payout requests to processing (reserving) or rejected, in one transaction.
 
     Requests are taken oldest first. Accounts are locked in id order, so two runs (or a settle)
-    never deadlock here, and an overlapping run skips the requests this one holds.
+    never deadlock here, and an overlapping run skips the requests this one holds. With a review
+    threshold (``WITHDRAWAL_REVIEW_THRESHOLD``), a claimed request at or above it, or to a
+    destination its account was never paid to, is held for a person: reserved, never paid until
+    approved (``review_status = 'pending_review'``).
     """
     with conn.transaction():
         locked = conn.execute(
@@ -63,14 +75,21 @@ def claim_requests(conn: psycopg.Connection, run_id: str, batch_size: int) -> di
             for rid, aid, uid, amount, details in locked
         ]
         to_process, to_reject = decide_claims(candidates, reserved)
+        held: dict[str, str] = {}
+        if review is not None and review.configured and to_process:
+            known = {tuple(row) for row in conn.execute(KNOWN_DESTINATIONS, (account_ids,)).fetchall()}
+            held = {c.request_id: why for c, _ in to_process
+                    if (why := review_reason(c, review.get(c.currency), known)) is not None}
         if to_process:
             conn.cursor().executemany(
                 """
                 UPDATE investment.withdrawal_requests
                 SET status = 'processing', currency = %s, payout_amount_minor = %s, claimed_at = now(),
-                    claimed_by_run = %s, updated_at = now()
+                    claimed_by_run = %s, updated_at = now(),
+                    review_status = CASE WHEN %s::text IS NOT NULL THEN 'pending_review' END, review_reason = %s
                 WHERE id = %s AND status = 'approved'
-                """, [(c.currency, minor, run_id, c.request_id) for c, minor in to_process])
+                """, [(c.currency, minor, run_id, held.get(c.request_id), held.get(c.request_id), c.request_id)
+                      for c, minor in to_process])
         if to_reject:
             conn.cursor().executemany(
                 """
@@ -85,12 +104,23 @@ def claim_requests(conn: psycopg.Connection, run_id: str, batch_size: int) -> di
         rejected_amounts[c.currency] += c.amount
     for c, reason in to_reject:
         log.warning("withdrawal %s rejected: %s", c.request_id, reason)
+    for request_id, why in held.items():
+        log.warning("withdrawal %s held for review: %s", request_id, why)
     return {
-        "claimed": len(to_process), "claimed_amounts": as_text(claimed_amounts),
+        "claimed": len(to_process), "claimed_amounts": as_text(claimed_amounts), "held_for_review": len(held),
         "rejected": len(to_reject), "rejected_amounts": as_text(rejected_amounts),
         "rejections": [{"withdrawal_request_id": c.request_id, "reason": reason}
                        for c, reason in to_reject[:SUMMARY_ID_LIMIT]],
     }
+
+
+def review_reason(c: Candidate, threshold: Decimal | None, known: set[tuple[str, Any]]) -> str | None:
+    """Why a claimed request waits for a person before it is paid (None: it does not). Pure."""
+    if threshold is not None and c.amount >= threshold:
+        return f"{c.amount} {c.currency} is at or above WITHDRAWAL_REVIEW_THRESHOLD ({threshold} {c.currency})"
+    if (c.account_id, c.destination) not in known:
+        return f"first payout of this account to destination {c.destination}"
+    return None
 
 
 def decide_claims(candidates: Iterable[Candidate], reserved: dict[str, Decimal]

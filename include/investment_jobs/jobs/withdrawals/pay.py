@@ -64,16 +64,19 @@ def request_lock(conn: psycopg.Connection, request_id: str) -> Iterator[bool]:
 
 
 def pay_requests(conn: psycopg.Connection, client: StripeClient, key_window: timedelta,
-        rate_limit_attempts: int = 3) -> dict[str, Any]:
-    """Create a payout for every processing request that has none yet (this run's and earlier ones)."""
+        rate_limit_attempts: int = 3, only: list[str] | None = None) -> dict[str, Any]:
+    """Create a payout for every processing request that has none yet (this run's and earlier ones;
+    ``only``: just these, the ones a reviewer approved)."""
     rows = conn.execute(
         """
         SELECT w.id::text, w.account_id::text, w.user_id::text, w.amount, w.payout_amount_minor, w.currency,
                w.destination_details
         FROM investment.withdrawal_requests w
         WHERE w.status = 'processing' AND w.payout_id IS NULL AND w.needs_operator IS NULL
+          AND coalesce(w.review_status, 'approved') = 'approved'  -- a held request waits for its review
+          AND (%(only)s::uuid[] IS NULL OR w.id = ANY(%(only)s::uuid[]))
         ORDER BY w.claimed_at, w.id
-        """).fetchall()
+        """, {"only": only}).fetchall()
     conn.commit()
     counts: dict[str, Any] = {"payouts_created": 0, "payouts_found": 0, "failed": 0, "ambiguous": 0,
                               "conflicts": 0, "skipped_locked": 0, "rejected": 0}
@@ -120,6 +123,7 @@ def begin_attempt(conn: psycopg.Connection, request_id: str, key_window: timedel
         SELECT w.payout_attempts, a.status, now() - w.first_attempt_at > %s
         FROM investment.withdrawal_requests w JOIN investment.accounts a ON a.id = w.account_id
         WHERE w.id = %s AND w.status = 'processing' AND w.payout_id IS NULL AND w.needs_operator IS NULL
+          AND coalesce(w.review_status, 'approved') = 'approved'
         FOR UPDATE OF w
         """, (key_window, request_id)).fetchone()
     if row is None:
