@@ -36,16 +36,38 @@ changed in between applies from the next period; the summary lists it under
 and gets no row; an account whose fee cannot be computed is held back with the reason, and never
 stops the others.
 
+**Approval (four eyes).** Before anything is credited the run waits in *Browse → Required
+Actions* (and the task's *Required Action* tab) with the month's figures: per currency and product
+the accounts, gross profit, fees, net credited and losses; the ten largest fees; the change against
+the previous distributed month; the held-back accounts and their missing dates; anomalies (a fee
+above `DISTRIBUTION_REVIEW_FEE_ALERT`, a gross change beyond `DISTRIBUTION_REVIEW_CHANGE_ALERT` %).
+The waiting approval is announced on the alert webhook with a link to its page.
+- *Approve* → `distribute` credits exactly the rows shown (their fingerprint) or nothing.
+- *Reject* (write the reason) → nothing is written; the run fails saying who rejected it and why.
+- No answer within `DISTRIBUTION_APPROVAL_TIMEOUT` (48 h) → nothing is written; the run fails and
+  the failure alert goes out. Rerun the period to ask again.
+- With `MONEY_APPROVERS` set, an answer from anyone else is refused (recorded) and the question
+  stays open. Every answer, refusal and timeout is in `investment.operator_decisions`, and the run
+  summary names them. `DISTRIBUTION_APPROVAL=auto` skips the wait (recorded as `auto`); `make job`
+  approves as `cli:<os user>` after printing the same figures.
+
 **When it fails.**
+- *rejected by …* / *nobody approved or rejected it*: fix what the reviewer named (or ask again),
+  then rerun the period (*Trigger* with partition key `YYYY-MM`).
 - *account(s) held back*: a day on which the account was active has no `daily_performance` row.
   Those accounts were not distributed (the others were). Backfill `daily_performance` for the
-  listed dates, then rerun the period.
-- *no longer match their stored days*: a day of an already distributed month was rerun later and
-  the stored days now add up differently (the differences are listed). The distribution was left
-  as it is: decide on a correcting entry.
+  listed dates; the month reruns for them (or trigger it).
+- *no longer match their stored days* (drift): a day of an already distributed month was rerun
+  later. Nothing is paid twice. The run's *resolve_drift* Required Action lists each account's
+  figures as paid and as the stored days give them now, with the difference in net profit:
+  *Post correcting adjustments* (one `adjustment` per account, at the month's own rate) or
+  *Acknowledge and leave as it is*; either makes the check clean. *Decide later* (or no answer
+  within `DRIFT_DECISION_TIMEOUT`) leaves it: rerun the period to be asked again.
+- *not the ones approved*: the computed rows changed after the approval; rerun the period.
 - *period … has not ended yet*: pick a logical date in an earlier month.
 
-Tasks: assess accounts → compute fees → distribute → summarise (→ drop staging).
+Tasks: assess accounts → compute fees → approve distribution → distribute → resolve drift →
+summarise (→ drop staging).
 """
 
 from __future__ import annotations
@@ -54,7 +76,7 @@ from airflow.sdk import dag, setup, task, teardown
 
 from investment_jobs import config
 from investment_jobs.assets import MONTHLY_DISTRIBUTIONS
-from investment_jobs.operations.approvals import DistributionApprovalOperator
+from investment_jobs.operations.approvals import DistributionApprovalOperator, DriftDecisionOperator
 from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "monthly_distribution"
@@ -121,7 +143,10 @@ def monthly_distribution() -> None:
     approval = DistributionApprovalOperator(task_id="approve_distribution", assessment=assessment)
     written = distribute(assessment, approval.output)
     compute_fees(assessment) >> approval
-    summarise(assessment, written) >> drop_staging(assessment)
+    drift = DriftDecisionOperator(task_id="resolve_drift", assessment=assessment)
+    summary = summarise(assessment, written)
+    written >> drift >> summary
+    summary >> drop_staging(assessment)
 
 
 monthly_distribution()

@@ -24,7 +24,23 @@ the run's logical date plays no part.
 4. *deliver_notifications*: tells the ML engine of each completed withdrawal, from an outbox
    written with the completion; retried by later runs when the engine is down; it never changes
    a withdrawal.
-5. *summarise*: one JSON line with the counts per outcome and the amounts per currency.
+5. *review_withdrawals* (when `WITHDRAWAL_REVIEW_THRESHOLD` is set, e.g. `usd=10000,eur=9000`):
+   a claimed request at or above the threshold, or to a destination its account was never paid
+   to, is held (reserved, never paid) and listed on one *Required Action* page with account,
+   amount, balance and reservations, destination and payout history. Tick *Approve* or *Decline*
+   per request (a decline needs a reason). Approved ones are paid at once by *pay_reviewed*, with
+   the same idempotency key as any payout; declined ones end `rejected` with "declined by <you>:
+   <reason>" and never reach Stripe. Unticked ones, or no answer within
+   `WITHDRAWAL_REVIEW_TIMEOUT` (20 min), wait for the next run.
+6. *resolve_operator_case* (one Required Action per request that needs an operator): the facts
+   and the actions safe for its case, each checked against Stripe before it is carried out:
+   *Retry with the same idempotency key*; *Mark failed* (only if Stripe has no payout for it:
+   the reservation is released); *Mark completed* with the payout id the dashboard shows (only if
+   that payout is paid and is this request's: booked once through settle, with the ledger row,
+   the balance and the engine's notification). *Decide later* or no answer within
+   `OPERATOR_CASE_TIMEOUT` leaves it for the next run.
+7. *summarise*: one JSON line with the counts per outcome, the amounts per currency and the
+   decisions applied (`investment.operator_decisions` keeps every one, with who and why).
 
 **Reruns and crashes are safe.** Every step is committed before the next call to Stripe. A
 request left in `processing` (a crash, a timeout, a 5xx) is retried by the next run (or the task's
@@ -38,10 +54,11 @@ only). To pay now, *Trigger* a single run.
 **When it fails.**
 - *pay failed, N awaiting retry*: Stripe answered ambiguously (timeout, dropped connection, 409,
   429, 5xx). The requests stay `processing` with `last_error`; nothing to do unless it persists.
-- *request(s) need an operator* (`withdrawal_requests.needs_operator` says why): an idempotency
-  key conflict (a payout may exist with other parameters), a paid payout whose account balance
-  no longer covers it, or a payout that does not match its request. Check Stripe, fix, then
-  clear `needs_operator`; the next run continues.
+- *request(s) need an operator* (`needs_operator` says why): an idempotency key conflict (a
+  payout may exist with other parameters), a paid payout whose account balance no longer covers
+  it, a payout Stripe does not know, an account closed after an attempt, or a payout that does
+  not match its request. Answer the run's *resolve_operator_case* Required Action for each
+  (step 6); the run fails while any stays open, and the next run asks again.
 - Definite refusals (invalid destination, `balance_insufficient` on the platform's Stripe
   balance) end the request `failed` with the reason; the run still succeeds.
 - *Stripe refused the API key* (401/403: a wrong, rotated or restricted key): the run stops at the
@@ -49,7 +66,8 @@ only). To pay now, *Trigger* a single run.
   Test) and the next run pays each request once with the same keys.
 - An account closed or suspended after the claim is not paid: the request is rejected with the
   reason (or, after an earlier attempt, waits for an operator: a payout may exist).
-- A payout id Stripe does not know holds that one request for an operator; the others settle.
+- A payout id Stripe does not know holds that one request for an operator (step 6); the others
+  settle.
 - `bank_transfer` requests are never paid here: they stay `approved` and the summary lists them
   as awaiting a manual transfer.
 """

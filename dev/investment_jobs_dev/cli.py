@@ -271,6 +271,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{args.port}/")
     os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
     os.environ.setdefault("AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL", "10")
+    # Large withdrawals (and first payouts to a destination) wait for a review in Required Actions.
+    os.environ.setdefault("WITHDRAWAL_REVIEW_THRESHOLD", "usd=5000,eur=5000,jpy=700000,kwd=1500")
     # The demo's backfill should not crawl: retries are still on, with short waits.
     os.environ.setdefault("TASK_RETRY_DELAY_SECONDS", "10")
     airflow("db", "migrate", quiet=True)

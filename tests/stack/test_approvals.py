@@ -6,7 +6,9 @@ One month each, in the order an operator would meet them:
 
 1. 2026-01: the run computes the month and waits. The waiting approval is announced with a link to
    its page. A user outside ``MONEY_APPROVERS`` approves: refused, recorded, asked again. An
-   approver approves: the distributions exist and equal the figures the page showed.
+   approver approves: the distributions exist and equal the figures the page showed. Then a day
+   of January is rerun with another return: the month's rerun asks about the drift, the operator
+   posts the correcting adjustment, and the drift check is clean again (the run succeeds).
 2. 2026-02: an approver rejects with a reason: nothing is written, the run fails saying who and
    why, the audit row exists.
 3. 2026-03: nobody answers within ``DISTRIBUTION_APPROVAL_TIMEOUT``: nothing is written, the
@@ -46,8 +48,8 @@ def hitl_path(run_id: str, dag_id: str = "monthly_distribution", task: str = TAS
     return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task}/{map_index}/hitlDetails"
 
 
-def trigger(stack: Stack, period: str) -> str:
-    run_id = f"manual__approval_{period}"
+def trigger(stack: Stack, period: str, why: str = "approval") -> str:
+    run_id = f"manual__{why}_{period}"
     status, body = stack.api("POST", "/api/v2/dags/monthly_distribution/dagRuns",
                              {"logical_date": None, "partition_key": period, "dag_run_id": run_id})
     assert status == 200, body
@@ -236,6 +238,29 @@ def test_money_moves_only_after_a_money_approver_says_so(pg_server, template_db,
         summary = summary_of(stack, "monthly_distribution", january)
         assert [(d["decided_by"], d["outcome"]) for d in summary["decisions"]] == [("junior", "refused"),
                                                                                    ("admin", "applied")]
+
+        # 1b. A January day is rerun with a different return: the month's rerun asks about the drift;
+        # the operator posts the correcting adjustment; the drift check is clean again.
+        restated = query(dsn, """SELECT d.account_id::text, d.net_profit FROM investment.distributions d
+                                 JOIN investment.products p ON p.id = d.product_id
+                                 WHERE d.period = '2026-01' AND d.status = 'distributed' AND p.currency = 'usd'
+                                 ORDER BY 1 LIMIT 1""")[0]
+        query(dsn, """UPDATE investment.daily_performance SET daily_return = daily_return + 10,
+                      closing_balance = closing_balance + 10 WHERE account_id = %s AND date = '2026-01-20'
+                      RETURNING 1""", (restated[0],))
+        recheck = trigger(stack, "2026-01", "drift")
+        drift_page = waiting(stack, recheck, task="resolve_drift")
+        assert restated[0] in drift_page["body"] and "Post correcting adjustments" in drift_page["options"]
+        answer(stack, recheck, "Post correcting adjustments", "the engine restated the 20th", "admin",
+               task="resolve_drift")
+        assert finished(stack, recheck) == "success"
+        (delta, amount, net_after), = query(dsn, """
+            SELECT c.net_delta, t.amount, c.net_profit FROM investment.distribution_corrections c
+            JOIN investment.transactions t ON t.id = c.transaction_id WHERE c.account_id = %s""", (restated[0],))
+        assert amount == abs(delta) and net_after == restated[1] + delta and delta > 0
+        assert credited(dsn, "2026-01") == paid  # the distributions themselves are not rewritten
+        assert decisions(dsn, "2026-01")[-1] == ("admin", "Post correcting adjustments", "applied",
+                                                 "the engine restated the 20th")
 
         # 2. February is rejected: nothing written, the run fails saying who and why.
         february = trigger(stack, "2026-02")

@@ -264,8 +264,11 @@ DRIFTED_DISTRIBUTIONS = """
                (array_agg(dp.closing_balance ORDER BY dp.date DESC))[1] AS closing_balance
         FROM investment.daily_performance dp
         WHERE dp.account_id = d.account_id AND dp.date BETWEEN %(start)s AND %(end)s) s
+    LEFT JOIN LATERAL (SELECT * FROM investment.distribution_corrections dc WHERE dc.distribution_id = d.id
+                       ORDER BY dc.id DESC LIMIT 1) c ON true  -- a correction's figures are the month's now
     WHERE d.period = %(period)s
-      AND (d.gross_profit, d.opening_balance, d.closing_balance)
+      AND (coalesce(c.gross_profit, d.gross_profit), coalesce(c.opening_balance, d.opening_balance),
+           coalesce(c.closing_balance, d.closing_balance))
           IS DISTINCT FROM (s.gross_profit, s.opening_balance, s.closing_balance)
     ORDER BY 1
 """

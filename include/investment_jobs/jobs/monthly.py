@@ -100,10 +100,18 @@ CREATE_ASSESSED = """
            p.performance_fee_percentage AS product_fee_percentage, p.fee_model AS product_fee_model,
            r.fixed_by_run AS rate_fixed_by_run,
            NULL::text AS hold_reason,
-           d.id AS distribution_id, d.gross_profit AS distributed_gross,
-           d.opening_balance AS distributed_opening, d.closing_balance AS distributed_closing,
+           -- a distributed month's effective figures: its latest correction's, else its own
+           d.id AS distribution_id, coalesce(c.gross_profit, d.gross_profit) AS distributed_gross,
+           coalesce(c.opening_balance, d.opening_balance) AS distributed_opening,
+           coalesce(c.closing_balance, d.closing_balance) AS distributed_closing,
+           coalesce(c.performance_fee_amount, d.performance_fee_amount) AS distributed_fee,
+           coalesce(c.net_profit, d.net_profit) AS distributed_net,
+           d.performance_fee_percentage AS distributed_rate, d.fee_model AS distributed_fee_model,
+           d.high_water_mark_before AS distributed_mark_before,
            CASE
-             WHEN d.id IS NOT NULL AND (d.gross_profit, d.opening_balance, d.closing_balance)
+             WHEN d.id IS NOT NULL AND (coalesce(c.gross_profit, d.gross_profit),
+                                        coalesce(c.opening_balance, d.opening_balance),
+                                        coalesce(c.closing_balance, d.closing_balance))
                   IS DISTINCT FROM (s.gross_profit, s.opening_balance, s.closing_balance)
                THEN 'drift'
              WHEN d.id IS NOT NULL THEN 'already'
@@ -120,6 +128,8 @@ CREATE_ASSESSED = """
     LEFT JOIN investment.distribution_rates r ON r.period = %(period)s AND r.product_id = ac.product_id
     LEFT JOIN stored s USING (account_id)
     LEFT JOIN investment.distributions d ON d.account_id = ac.account_id AND d.period = %(period)s
+    LEFT JOIN LATERAL (SELECT * FROM investment.distribution_corrections dc WHERE dc.distribution_id = d.id
+                       ORDER BY dc.id DESC LIMIT 1) c ON true
 """
 ASSESSED_KEY = "ALTER TABLE {assessed} ADD PRIMARY KEY (account_id)"
 CREATE_MISSING = """
@@ -226,10 +236,19 @@ RATES_CHANGED_SINCE = """
       AND (performance_fee_percentage, fee_model) IS DISTINCT FROM (product_fee_percentage, product_fee_model)
     ORDER BY 1
 """
+# Drifted at assessment and still drifted now (a decision of this run may have corrected them).
 DRIFTED = """
-    SELECT account_id::text, distributed_gross, gross_profit, distributed_opening, opening_balance,
-           distributed_closing, closing_balance
-    FROM {assessed} WHERE outcome = 'drift' ORDER BY 1
+    SELECT a.account_id::text, coalesce(c.gross_profit, d.gross_profit), a.gross_profit,
+           coalesce(c.opening_balance, d.opening_balance), a.opening_balance,
+           coalesce(c.closing_balance, d.closing_balance), a.closing_balance
+    FROM {assessed} a JOIN investment.distributions d ON d.id = a.distribution_id
+    LEFT JOIN LATERAL (SELECT * FROM investment.distribution_corrections dc WHERE dc.distribution_id = d.id
+                       ORDER BY dc.id DESC LIMIT 1) c ON true
+    WHERE a.outcome = 'drift'
+      AND (coalesce(c.gross_profit, d.gross_profit), coalesce(c.opening_balance, d.opening_balance),
+           coalesce(c.closing_balance, d.closing_balance))
+          IS DISTINCT FROM (a.gross_profit, a.opening_balance, a.closing_balance)
+    ORDER BY 1
 """
 
 

@@ -395,3 +395,91 @@ class OperatorCaseOperator(HITLOperator):
                         reason or (f"payout {params.get('payout_id')}" if choice == cases.MARK_COMPLETED else None),
                         facts, f"answer:{answered}", **subject)
         return {"withdrawal_request_id": rid, "action": choice, "result": result, "decided_by": who}
+
+
+class DriftDecisionOperator(HITLOperator):
+    """A distributed month whose stored days drifted: post correcting adjustments, or acknowledge
+    and leave it (``jobs.monthly_drift``). No answer within ``DRIFT_DECISION_TIMEOUT``, or *Decide
+    later*: nothing changes and the run fails listing the drift, as before."""
+
+    ui_color = "#fce8b2"
+    template_fields = ("assessment",)
+
+    def __init__(self, *, assessment: Any, **kwargs: Any) -> None:
+        from investment_jobs import config
+        from investment_jobs.jobs.monthly_drift import ACKNOWLEDGE, LATER, POST
+
+        super().__init__(
+            subject="A distributed month drifted", options=[LATER, POST, ACKNOWLEDGE], defaults=[LATER],
+            params={"reason": Param("", type="string", title="Reason", description="Recorded with the decision")},
+            response_timeout=config.drift_decision_timeout(),
+            **{"retries": 0, **kwargs},
+        )
+        self.assessment = assessment
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from investment_jobs import config
+        from investment_jobs.db.connect import connect
+        from investment_jobs.db.staging import RunReference
+        from investment_jobs.jobs import monthly_drift
+
+        run = RunReference.from_xcom(self.assessment["run"])
+        with connect() as conn:
+            items = monthly_drift.proposals(conn, run)
+        if not items:
+            return {"drift": 0}
+        if config.operator_decisions() == "skip":
+            return {"drift": len(items), "not_asked": "OPERATOR_DECISIONS=skip"}
+        self.subject = f"{run.key}: {len(items)} distributed account(s) drifted — correct or acknowledge"
+        self.body = monthly_drift.render(items, run.key)
+        deadline = datetime.now(UTC) + self.response_timeout  # clock-ok: how long a person has to answer
+        self._ask(context)
+        announce_waiting(self, context, deadline, period=run.key, accounts=len(items))
+        return park(deadline, period=run.key, proposals=[p.facts() for p in items])
+
+    def _ask(self, context: Any) -> None:
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        upsert_hitl_detail(ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
+                           body=self.body, defaults=self.defaults, multiple=False, params=self.serialized_params,
+                           assigned_users=None)
+
+    def execute_complete(self, context: Any, event: dict[str, Any], period: str | None = None,
+                         proposals: list[dict[str, Any]] | None = None, deadline: str | None = None
+                         ) -> dict[str, Any]:
+        from investment_jobs.db.connect import connect
+        from investment_jobs.jobs import decisions, monthly_drift
+
+        items = [monthly_drift.Proposal.from_facts(f) for f in proposals or []]
+        figures = {"period": period, "proposals": proposals or []}
+        accounts = [p.account_id for p in items]
+        who = _responder(event)
+        if "error" in event or not who:
+            record_decision(context, "distribution_drift", "timeout", "no answer", "timed_out",
+                            f"no answer within {self.response_timeout}; nothing changed", figures, "timeout",
+                            period=period, account_ids=accounts)
+            return {"drift": len(items), "decision": "no answer"}
+        choice = (list(event.get("chosen_options") or []) or [monthly_drift.LATER])[0]
+        reason = str((event.get("params_input") or {}).get("reason") or "").strip() or None
+        answered = str(event.get("responded_at"))
+        if choice not in self.options:
+            raise ValueError(f"the answer {choice!r} is not one of {self.options}")
+        if (problem := refusal(who)) is not None:
+            record_decision(context, "distribution_drift", who, choice, "refused", problem, figures,
+                            f"refused:{answered}", period=period, account_ids=accounts)
+            if wait_again(deadline):
+                self._ask(context)
+                return park(datetime.fromisoformat(deadline), period=period, proposals=proposals)  # type: ignore[arg-type]
+            return {"drift": len(items), "decision": f"refused: {problem}"}
+        if choice == monthly_drift.LATER:
+            record_decision(context, "distribution_drift", who, choice, "applied", reason, figures,
+                            f"answer:{answered}", period=period, account_ids=accounts)
+            return {"drift": len(items), "decision": choice, "decided_by": who}
+        ti = context["task_instance"]
+        decision = decisions.Decision(
+            key=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.id}/answer:{answered}", decided_by=who, dag_id=ti.dag_id,
+            run_id=ti.run_id, task_id=ti.task_id, kind="distribution_drift", choice=choice, outcome="applied",
+            reason=reason, period=period, account_ids=accounts, figures=figures)
+        with connect() as conn:
+            done = monthly_drift.apply(conn, str(period), items, choice, decision)
+        return {"drift": len(items), "decision": choice, "decided_by": who, **done}

@@ -72,8 +72,9 @@ def upgrade() -> None:
             decision_id bigint NOT NULL REFERENCES investment.operator_decisions (id),
             created_at timestamptz NOT NULL DEFAULT now(),
             CONSTRAINT distribution_corrections_once UNIQUE (distribution_id, decision_id),
-            CONSTRAINT distribution_corrections_net CHECK (gross_profit - performance_fee_amount = net_profit
-                                                           OR gross_profit <= 0)
+            -- an adjustment's figures are a full recomputation; an acknowledgement keeps the paid fee and net
+            CONSTRAINT distribution_corrections_net CHECK (kind = 'acknowledged' OR gross_profit <= 0
+                                                           OR gross_profit - performance_fee_amount = net_profit)
         );
         CREATE INDEX distribution_corrections_distribution_idx
             ON investment.distribution_corrections (distribution_id, id DESC);
