@@ -24,6 +24,7 @@ import pytest
 from investment_jobs.business_dates import last_complete_month
 from investment_jobs_dev.standins.launcher import free_port
 from tests.support.paths import PYTHON, ROOT
+from tests.support.stack_runs import sign_in
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -110,11 +111,7 @@ def test_an_operator_sees_the_backfilled_days_green_the_pending_month_and_the_do
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{url}/")
-        page.locator("input[name=username]").fill("admin")
-        page.locator("input[name=password]").fill(password)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{url}/")
+        sign_in(page, url, password)
 
         page.goto(f"{url}/dags/daily_performance")
         page.wait_for_load_state("networkidle")

@@ -19,7 +19,7 @@ import pytest
 from investment_jobs_dev.stack import Stack
 from tests.support.book import fill_days
 from tests.support.paths import ROOT
-from tests.support.stack_runs import meta, wait_for
+from tests.support.stack_runs import meta, sign_in, stack_databases, stop_and_keep_logs, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -49,12 +49,8 @@ def test_an_operator_reads_the_months_totals_approves_and_sees_the_run_finish(pg
     from investment_jobs.jobs.monthly_review import shown
     from investment_jobs_dev.book import plan_book, seed_book
 
-    if pg_server.host.startswith("/"):
-        pytest.skip("the stack's processes need PostgreSQL over TCP at 127.0.0.1:5432")
+    names, dsn = stack_databases(pg_server, template_db, "hitl_ui")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    names = {k: f"ij_hitl_ui_{k}_{worker}" for k in ("investment", "meta")}
-    dsn = pg_server.fresh_database(names["investment"], template=template_db)
-    pg_server.fresh_database(names["meta"])
     with psycopg.connect(dsn) as conn:
         seed_book(conn, plan_book(20, 47, date(2025, 6, 1), date(2025, 12, 20)), 47)
     fill_days(dsn, date(2026, 1, 1), date(2026, 1, 31))
@@ -81,11 +77,7 @@ def test_an_operator_reads_the_months_totals_approves_and_sees_the_run_finish(pg
                 "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{stack.url}/")
-            page.locator("input[name=username]").fill("admin")
-            page.locator("input[name=password]").fill(password)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{stack.url}/")
+            sign_in(page, stack.url, password)
 
             page.goto(f"{stack.url}/required_actions")
             subject = page.get_by_text(f"Approve {PERIOD}:").first
@@ -121,10 +113,4 @@ def test_an_operator_reads_the_months_totals_approves_and_sees_the_run_finish(pg
         for currency, net in credited:  # the page the operator read showed these totals
             assert shown(net, currency) in text, (currency, net)
     finally:
-        stack.stop()
-        log_dir = ROOT / ".local" / f"hitl-ui-test-{worker}"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for log in (tmp_path / "airflow").glob("*.log"):
-            (log_dir / log.name).write_text(log.read_text(errors="replace")[-300_000:])
-        for name in names.values():
-            pg_server.drop_database(name)
+        stop_and_keep_logs(stack, f"hitl-ui-test-{worker}", pg_server, names.values(), 300_000)

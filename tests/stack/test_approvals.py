@@ -33,8 +33,7 @@ import pytest
 
 from investment_jobs_dev.stack import Stack
 from tests.support.book import fill_days
-from tests.support.paths import ROOT
-from tests.support.stack_runs import meta, summary_of, wait_for
+from tests.support.stack_runs import meta, stack_databases, stop_and_keep_logs, summary_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -181,12 +180,8 @@ def test_money_moves_only_after_a_money_approver_says_so(pg_server, template_db,
 
     from investment_jobs_dev.book import plan_book, seed_book
 
-    if pg_server.host.startswith("/"):
-        pytest.skip("the stack's processes need PostgreSQL over TCP at 127.0.0.1:5432")
+    names, dsn = stack_databases(pg_server, template_db, "approvals")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    names = {k: f"ij_approvals_{k}_{worker}" for k in ("investment", "meta")}
-    dsn = pg_server.fresh_database(names["investment"], template=template_db)
-    pg_server.fresh_database(names["meta"])
     with psycopg.connect(dsn) as conn:
         seed_book(conn, plan_book(ACCOUNTS, SEED, date(2025, 6, 1), date(2025, 12, 20)), SEED)
     fill_days(dsn, date(2026, 1, 1), date(2026, 3, 31))
@@ -331,10 +326,4 @@ def test_money_moves_only_after_a_money_approver_says_so(pg_server, template_db,
         summary = summary_of(stack, "withdrawal_processing", run)
         assert summary["review"]["approved"] == [large] and summary["review"]["declined"] == [other]
     finally:
-        stack.stop()
-        log_dir = ROOT / ".local" / f"approvals-test-{worker}"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for log in (tmp_path / "airflow").glob("*.log"):
-            (log_dir / log.name).write_text(log.read_text(errors="replace")[-300_000:])
-        for name in names.values():
-            pg_server.drop_database(name)
+        stop_and_keep_logs(stack, f"approvals-test-{worker}", pg_server, names.values(), 300_000)

@@ -18,7 +18,7 @@ import pytest
 
 from investment_jobs_dev.stack import Stack, StackUnavailable, check_services
 from tests.support.airflow_runs import run_dag
-from tests.support.paths import ROOT
+from tests.support.stack_runs import stop_and_keep_logs
 
 pytestmark = pytest.mark.integration
 
@@ -174,10 +174,4 @@ def test_backfill_on_celery_matches_in_process_and_survives_a_killed_worker(
             assert conn.execute("SELECT count(*), count(DISTINCT (account_id, date)) FROM investment.daily_performance"
                                 ).fetchone() == (len(reference) - ACCOUNTS,) * 2
     finally:
-        stack.stop()
-        log_dir = ROOT / ".local" / f"stack-test-{worker}"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for log in (tmp_path / "airflow").glob("*.log"):
-            (log_dir / log.name).write_text(log.read_text(errors="replace")[-200_000:])
-        for name in names.values():
-            pg_server.drop_database(name)
+        stop_and_keep_logs(stack, f"stack-test-{worker}", pg_server, names.values(), 200_000)

@@ -26,8 +26,7 @@ from decimal import Decimal
 import pytest
 
 from investment_jobs_dev.stack import Stack
-from tests.support.paths import ROOT
-from tests.support.stack_runs import logged_summary, meta, summary_of, wait_for
+from tests.support.stack_runs import logged_summary, meta, stack_databases, stop_and_keep_logs, summary_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -101,12 +100,8 @@ def test_a_month_distributes_itself_once_its_days_are_stored(pg_server, template
 
     from investment_jobs_dev.book import engine_registration, plan_book, seed_book
 
-    if pg_server.host.startswith("/"):
-        pytest.skip("the stack's processes need PostgreSQL over TCP at 127.0.0.1:5432")
+    names, dsn = stack_databases(pg_server, template_db, "partitions")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    names = {k: f"ij_partitions_{k}_{worker}" for k in ("investment", "meta")}
-    dsn = pg_server.fresh_database(names["investment"], template=template_db)
-    pg_server.fresh_database(names["meta"])
     book = plan_book(ACCOUNTS, SEED, date(2025, 6, 1), date(2026, 1, 20))
     with psycopg.connect(dsn) as conn:
         seed_book(conn, book, SEED)
@@ -208,10 +203,4 @@ def test_a_month_distributes_itself_once_its_days_are_stored(pg_server, template
         # the window's business dates with no stored partition, as ranges of days
         assert re.search(r"no stored partition: 2026-\d\d-\d\d … 2026-\d\d-\d\d \(\d+ days\)", json.dumps(alert, ensure_ascii=False))
     finally:
-        stack.stop()
-        log_dir = ROOT / ".local" / f"partitions-test-{worker}"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for log in (tmp_path / "airflow").glob("*.log"):
-            (log_dir / log.name).write_text(log.read_text(errors="replace")[-300_000:])
-        for name in names.values():
-            pg_server.drop_database(name)
+        stop_and_keep_logs(stack, f"partitions-test-{worker}", pg_server, names.values(), 300_000)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from investment_jobs_dev.stack import Stack
+from tests.support.paths import ROOT
 
 WAIT = 900  # seconds: a generous deadline for a state, never a timing assertion
 
@@ -53,3 +55,41 @@ def summary_of(stack: Stack, dag_id: str, run_id: str) -> dict:
     assert status == 200, body
     value = body["value"]  # type: ignore[index]
     return value if isinstance(value, dict) else json.loads(value)
+
+
+def stack_databases(pg_server, template_db: str, prefix: str) -> tuple[dict[str, str], str]:  # noqa: ANN001
+    """A fresh migrated investment database and an empty metadata one for a test's stack:
+    (their names, the investment DSN). The stack's processes need PostgreSQL over TCP."""
+    import os
+
+    import pytest
+
+    if pg_server.host.startswith("/"):
+        pytest.skip("the stack's processes need PostgreSQL over TCP at 127.0.0.1:5432")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    names = {k: f"ij_{prefix}_{k}_{worker}" for k in ("investment", "meta")}
+    dsn = pg_server.fresh_database(names["investment"], template=template_db)
+    pg_server.fresh_database(names["meta"])
+    return names, dsn
+
+
+def stop_and_keep_logs(stack: Stack, label: str, pg_server, databases, keep: int = 300_000) -> Path:  # noqa: ANN001
+    """Stop the stack, keep the tail of each process's log under .local/<label>/ (CI artefacts),
+    and drop the test's databases."""
+    stack.stop()
+    log_dir = ROOT / ".local" / label
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for log in stack.home.glob("*.log"):
+        (log_dir / log.name).write_text(log.read_text(errors="replace")[-keep:])
+    for name in databases:
+        pg_server.drop_database(name)
+    return log_dir
+
+
+def sign_in(page, url: str, password: str, user: str = "admin") -> None:  # noqa: ANN001
+    """Log in to the Airflow UI (the simple auth manager's form) in a Playwright page."""
+    page.goto(f"{url}/")
+    page.locator("input[name=username]").fill(user)
+    page.locator("input[name=password]").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/")

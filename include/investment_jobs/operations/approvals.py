@@ -45,12 +45,24 @@ def _responder(event: dict[str, Any]) -> str | None:
     return (user.get("name") or user.get("id")) if isinstance(user, dict) else str(user)
 
 
-class DistributionApprovalOperator(HITLOperator):
+class AskingOperator(HITLOperator):
+    """Airflow's HITLOperator whose question (options, subject, body) is built at run time."""
+
+    ui_color = "#fce8b2"
+
+    def _ask(self, context: Any) -> None:
+        """Write (or, after an unusable answer, reopen) this task's Required Action."""
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        upsert_hitl_detail(ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
+                           body=self.body, defaults=self.defaults, multiple=self.multiple,
+                           params=self.serialized_params, assigned_users=None)
+
+
+class DistributionApprovalOperator(AskingOperator):
     """Ask for the approval of period P's computed distributions; return what was approved."""
 
     template_fields = ("assessment",)
-    ui_color = "#fce8b2"
-
     def __init__(self, *, assessment: Any, **kwargs: Any) -> None:
         from investment_jobs import config
 
@@ -97,13 +109,6 @@ class DistributionApprovalOperator(HITLOperator):
         self._ask(context)
         announce_waiting(self, context, deadline, period=run.key, accounts=review.accounts)
         return park(deadline, figures=figures)
-
-    def _ask(self, context: Any) -> None:
-        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
-
-        upsert_hitl_detail(ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
-                           body=self.body, defaults=None, multiple=False, params=self.serialized_params,
-                           assigned_users=None)
 
     # --- the answer --------------------------------------------------------------------------
     def execute_complete(self, context: Any, event: dict[str, Any], figures: dict[str, Any] | None = None,
@@ -200,12 +205,10 @@ def announce_waiting(operator: HITLOperator, context: Any, deadline: datetime, *
               "subject": operator.subject, "respond_by": deadline.isoformat(timespec="seconds"), "url": url, **facts})
 
 
-class WithdrawalReviewOperator(HITLOperator):
+class WithdrawalReviewOperator(AskingOperator):
     """Ask a person about the withdrawals held for review (one page, one tick per request);
     approve → paid by ``pay_reviewed``, decline → rejected with the reason, nothing sent to Stripe.
     No answer within ``WITHDRAWAL_REVIEW_TIMEOUT``: they stay held, the next run asks again."""
-
-    ui_color = "#fce8b2"
 
     def __init__(self, **kwargs: Any) -> None:
         from investment_jobs import config
@@ -236,13 +239,6 @@ class WithdrawalReviewOperator(HITLOperator):
         self._ask(context)
         announce_waiting(self, context, deadline, requests=len(held))
         return park(deadline, figures=review.figures(held), options=self.options)
-
-    def _ask(self, context: Any) -> None:
-        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
-
-        upsert_hitl_detail(ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
-                           body=self.body, defaults=self.defaults, multiple=True, params=self.serialized_params,
-                           assigned_users=None)
 
     def execute_complete(self, context: Any, event: dict[str, Any], figures: dict[str, Any] | None = None,
                          options: list[str] | None = None, deadline: str | None = None) -> dict[str, Any]:
@@ -291,12 +287,11 @@ class WithdrawalReviewOperator(HITLOperator):
         return {"held": len(held), "decided_by": who, **done}
 
 
-class OperatorCaseOperator(HITLOperator):
+class OperatorCaseOperator(AskingOperator):
     """One withdrawal that needs an operator: the facts, and the actions safe for its case
     (``jobs.withdrawals.operator_cases``), each checked against Stripe before it is carried out.
     Mapped over the run's open cases: one Required Action per request."""
 
-    ui_color = "#fce8b2"
     template_fields = ("request_id",)
 
     def __init__(self, *, request_id: Any, **kwargs: Any) -> None:
@@ -331,13 +326,6 @@ class OperatorCaseOperator(HITLOperator):
         self._ask(context)
         announce_waiting(self, context, deadline, withdrawal_request_id=case.request_id, case=case.case)
         return park(deadline, case=case.facts(), options=self.options)
-
-    def _ask(self, context: Any) -> None:
-        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
-
-        upsert_hitl_detail(ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
-                           body=self.body, defaults=self.defaults, multiple=False, params=self.serialized_params,
-                           assigned_users=None)
 
     def execute_complete(self, context: Any, event: dict[str, Any], case: dict[str, Any] | None = None,
                          options: list[str] | None = None, deadline: str | None = None) -> dict[str, Any]:
@@ -397,12 +385,11 @@ class OperatorCaseOperator(HITLOperator):
         return {"withdrawal_request_id": rid, "action": choice, "result": result, "decided_by": who}
 
 
-class DriftDecisionOperator(HITLOperator):
+class DriftDecisionOperator(AskingOperator):
     """A distributed month whose stored days drifted: post correcting adjustments, or acknowledge
     and leave it (``jobs.monthly_drift``). No answer within ``DRIFT_DECISION_TIMEOUT``, or *Decide
     later*: nothing changes and the run fails listing the drift, as before."""
 
-    ui_color = "#fce8b2"
     template_fields = ("assessment",)
 
     def __init__(self, *, assessment: Any, **kwargs: Any) -> None:
@@ -436,13 +423,6 @@ class DriftDecisionOperator(HITLOperator):
         self._ask(context)
         announce_waiting(self, context, deadline, period=run.key, accounts=len(items))
         return park(deadline, period=run.key, proposals=[p.facts() for p in items])
-
-    def _ask(self, context: Any) -> None:
-        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
-
-        upsert_hitl_detail(ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
-                           body=self.body, defaults=self.defaults, multiple=False, params=self.serialized_params,
-                           assigned_users=None)
 
     def execute_complete(self, context: Any, event: dict[str, Any], period: str | None = None,
                          proposals: list[dict[str, Any]] | None = None, deadline: str | None = None
