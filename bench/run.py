@@ -44,6 +44,7 @@ def base_env() -> dict[str, str]:
         "ML_ENGINE_PAGE_SIZE": str(PAGE_SIZE),
         "CRON_TIMEZONE": "UTC",
         "DISTRIBUTION_APPROVAL": "auto",  # the job is measured, not a person's answer (the review still runs)
+        "OPERATOR_DECISIONS": "skip",  # dag.test() cannot answer a Required Action
     })
 
 
