@@ -193,7 +193,8 @@ def withdrawal_processing() -> None:
     claimed, settled, summary = claim(), settle(), summarise()
     chain(claimed, pay(), settled, deliver_notifications(), summary)
     cases = open_operator_cases()
-    resolved = OperatorCaseOperator.partial(task_id="resolve_operator_case").expand(request_id=cases)
+    resolved = OperatorCaseOperator.partial(task_id="resolve_operator_case", retries=0).expand(
+        request_id=cases)
     chain(settled, cases, resolved, summary)
     review = WithdrawalReviewOperator(task_id="review_withdrawals")
     chain(claimed, review, pay_reviewed(review.output), summary)
