@@ -43,7 +43,8 @@ the previous distributed month; the held-back accounts and their missing dates; 
 above `DISTRIBUTION_REVIEW_FEE_ALERT`, a gross change beyond `DISTRIBUTION_REVIEW_CHANGE_ALERT` %).
 The waiting approval is announced on the alert webhook with a link to its page.
 - *Approve* → `distribute` credits exactly the rows shown (their fingerprint) or nothing.
-- *Reject* (write the reason) → nothing is written; the run fails saying who rejected it and why.
+- *Reject* (write the reason; without one it is not taken) → nothing is written; the run fails
+  saying who rejected it and why.
 - No answer within `DISTRIBUTION_APPROVAL_TIMEOUT` (48 h) → nothing is written; the run fails and
   the failure alert goes out. Rerun the period to ask again.
 - With `MONEY_APPROVERS` set, an answer from anyone else is refused (recorded) and the question

@@ -9,8 +9,8 @@ One month each, in the order an operator would meet them:
    approver approves: the distributions exist and equal the figures the page showed. Then a day
    of January is rerun with another return: the month's rerun asks about the drift, the operator
    posts the correcting adjustment, and the drift check is clean again (the run succeeds).
-2. 2026-02: an approver rejects with a reason: nothing is written, the run fails saying who and
-   why, the audit row exists.
+2. 2026-02: an approver rejects without a reason (not taken: asked again), then with one:
+   nothing is written, the run fails saying who and why, the audit rows exist.
 3. 2026-03: nobody answers within ``DISTRIBUTION_APPROVAL_TIMEOUT``: nothing is written, the
    failure alert is delivered, the timeout is recorded.
 4. Withdrawals at or above ``WITHDRAWAL_REVIEW_THRESHOLD`` wait for the review while a routine one
@@ -260,11 +260,14 @@ def test_money_moves_only_after_a_money_approver_says_so(pg_server, template_db,
         # 2. February is rejected: nothing written, the run fails saying who and why.
         february = trigger(stack, "2026-02")
         waiting(stack, february)
+        answer(stack, february, "Reject", "", "admin")  # without a reason: not taken, asked again
+        waiting(stack, february, times=2)
         answer(stack, february, "Reject", "fees look doubled for Orion Growth", "admin")
         assert finished(stack, february) == "failed"
         assert credited(dsn, "2026-02") == {}
         assert query(dsn, "SELECT count(*) FROM investment.distribution_rates WHERE period = '2026-02'") == [(0,)]
-        assert decisions(dsn, "2026-02") == [("admin", "Reject", "applied", "fees look doubled for Orion Growth")]
+        assert decisions(dsn, "2026-02") == [("admin", "Reject", "not_applied", "a rejection needs a reason"),
+                                             ("admin", "Reject", "applied", "fees look doubled for Orion Growth")]
         failed = wait_for("the job_failed message of February", lambda: [
             m for m in received if "`job_failed`" in json.dumps(m) and "2026-02" in json.dumps(m)])
         assert "rejected by admin: fees look doubled for Orion Growth" in json.dumps(failed[0])

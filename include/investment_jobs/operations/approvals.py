@@ -136,9 +136,17 @@ class DistributionApprovalOperator(AskingOperator):
                                        "nothing was written")
             self._ask(context)  # clears the refused answer: the page asks again
             return park(datetime.fromisoformat(deadline), figures=figures)  # type: ignore[arg-type]
+        if choice == REJECT and not reason:  # the run's failure says why: a rejection needs one
+            self._record(context, period, who, choice, "not_applied", "a rejection needs a reason", figures,
+                         f"unreasoned:{answered}")
+            if not wait_again(deadline):
+                raise ApprovalTimedOut(f"period {period}: only a rejection without a reason (from {who}) before "
+                                       "the timeout; nothing was written")
+            self._ask(context)
+            return park(datetime.fromisoformat(deadline), figures=figures)  # type: ignore[arg-type]
         decision_id = self._record(context, period, who, choice, "applied", reason, figures, f"answer:{answered}")
         if choice == REJECT:
-            raise ApprovalRejected(f"period {period} rejected by {who}: {reason or 'no reason given'}. "
+            raise ApprovalRejected(f"period {period} rejected by {who}: {reason}. "
                                    "Nothing was written; rerun the period once it is fixed")
         return {"approved": True, "decided_by": who, "fingerprint": figures.get("fingerprint"),
                 "accounts": figures.get("accounts"), "decision_id": decision_id}
