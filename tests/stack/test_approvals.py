@@ -2,7 +2,8 @@
 scheduler and a DAG processor, each its own process. Decisions are given through the REST API, as
 the UI's Required Actions gives them (issue 15).
 
-One month each, in the order an operator would meet them:
+What it proves, one month or request at a time (March's wait for its timeout runs while the
+withdrawals of 4 and 5 are reviewed, so the test waits out one timeout only):
 
 1. 2026-01: the run computes the month and waits. The waiting approval is announced with a link to
    its page. A user outside ``MONEY_APPROVERS`` approves: refused, recorded, asked again. An
@@ -203,15 +204,73 @@ def test_money_moves_only_after_a_money_approver_says_so(pg_server, template_db,
         stack.start()
         stack.airflow("dags", "unpause", "monthly_distribution")
 
+        # 3. March gets no answer: nothing written, the failure alert goes out, the timeout is recorded.
+        # (Its wait runs while the withdrawals are reviewed, another DAG: the test waits it out once.)
+        march = trigger(stack, "2026-03")
+        waiting(stack, march)
+
+        # 4. Withdrawals: the routine one is paid as today; the large ones wait for the review.
+        stack.airflow("dags", "unpause", "withdrawal_processing")
+        run = wait_for("a withdrawal run asking for its review", lambda: [r for (r,) in meta(stack, """
+            SELECT run_id FROM task_instance WHERE dag_id = 'withdrawal_processing'
+            AND task_id = 'review_withdrawals' AND state = 'awaiting_input'""")])[0]
+        page = waiting(stack, run, dag_id="withdrawal_processing", task="review_withdrawals")
+        wait_for("the run's pay step", lambda: meta(stack, """SELECT 1 FROM task_instance
+            WHERE dag_id = 'withdrawal_processing' AND run_id = %s AND task_id = 'pay' AND state = 'success'""",
+                                                     (run,)))
+        # (the stand-in logged the test's own payout for the operator case first)
+        assert [r["withdrawal_request_id"] for r in stripe_standin.requests()][1:] == [withdrawals["routine"]]
+        large, other = withdrawals["large"], withdrawals["declined"]
+        approve = next(o for o in page["options"] if o.startswith("Approve") and o.endswith(large))
+        decline = next(o for o in page["options"] if o.startswith("Decline") and o.endswith(other))
+        assert large in page["body"] and other in page["body"] and "1500.00" in page["body"]
+        answer(stack, run, [approve, decline], "destination not verified", "admin",
+               dag_id="withdrawal_processing", task="review_withdrawals")
+        # 5. The request that needs an operator: Stripe shows it paid, so it is marked completed.
+        case_page = waiting(stack, run, dag_id="withdrawal_processing", task="resolve_operator_case", map_index=0)
+        assert case_request in case_page["body"] and "payout_unknown" in case_page["body"]
+        completed = next(o for o in case_page["options"] if o.startswith("Mark completed"))
+        answer(stack, run, completed, "dashboard shows it paid", "admin", dag_id="withdrawal_processing",
+               task="resolve_operator_case", map_index=0, payout_id=case_payout)
+        assert finished(stack, run, "withdrawal_processing") == "success"
+        sent = [r["withdrawal_request_id"] for r in stripe_standin.requests()]
+        assert sent == [case_request, withdrawals["routine"], large] and other not in sent  # declined: no call
+        assert query(dsn, """SELECT status, payout_id, needs_operator FROM investment.withdrawal_requests
+                             WHERE id = %s""", (case_request,)) == [("completed", case_payout, None)]
+        assert query(dsn, "SELECT current_balance FROM investment.accounts WHERE id = %s", (case_account,)) == [
+            (balance_before - Decimal("33.00"),)]
+        assert query(dsn, """SELECT count(*) FROM investment.transactions WHERE withdrawal_request_id = %s""",
+                     (case_request,)) == [(1,)]
+        assert query(dsn, """SELECT count(*) FROM investment.withdrawal_notifications
+                             WHERE withdrawal_request_id = %s""", (case_request,)) == [(1,)]
+        state = dict((r, (s, why, payout)) for r, s, why, payout in query(dsn, """
+            SELECT id::text, status, rejection_reason, payout_id FROM investment.withdrawal_requests"""))
+        assert state[other][:2] == ("rejected", "declined by admin: destination not verified")
+        assert state[large][2] is not None and state[large][0] in ("processing", "completed")
+        assert query(dsn, """SELECT choice, outcome, decided_by FROM investment.operator_decisions
+                             WHERE kind = 'withdrawal_operator_case'""") == [(completed, "applied", "admin")]
+        assert query(dsn, """SELECT choice, outcome, decided_by, request_ids::text[] FROM investment.operator_decisions
+                             WHERE kind = 'withdrawal_review' ORDER BY choice""") == [
+            ("approve", "applied", "admin", [large]), ("decline", "applied", "admin", [other])]
+        summary = summary_of(stack, "withdrawal_processing", run)
+        assert summary["review"]["approved"] == [large] and summary["review"]["declined"] == [other]
+
+        # 3, continued: March's approval timed out meanwhile.
+        assert finished(stack, march) == "failed"
+        assert credited(dsn, "2026-03") == {}
+        assert [d[:3] for d in decisions(dsn, "2026-03")] == [("timeout", "no answer", "timed_out")]
+        timed_out = wait_for("the job_failed message of March", lambda: [
+            m for m in received if "`job_failed`" in json.dumps(m) and "2026-03" in json.dumps(m)])
+        assert "DISTRIBUTION_APPROVAL_TIMEOUT" in json.dumps(timed_out[0]) and TASK in json.dumps(timed_out[0])
+
         # 1. January waits; a refused answer asks again; an approver's approval credits the page's figures.
         january = trigger(stack, "2026-01")
         page = waiting(stack, january)
         assert credited(dsn, "2026-01") == {}
         assert "Totals by currency and product" in page["body"] and page["options"] == ["Approve", "Reject"]
-        shown = query(dsn, "SELECT figures FROM investment.operator_decisions") or None
-        assert shown is None  # nothing is decided yet
-        announced = wait_for("the approval_waiting message", lambda: [
-            m for m in received if "`approval_waiting`" in json.dumps(m)])
+        assert decisions(dsn, "2026-01") == []  # nothing is decided yet
+        announced = wait_for("January's approval_waiting message", lambda: [
+            m for m in received if "`approval_waiting`" in json.dumps(m) and january in json.dumps(m)])
         assert f"/dags/monthly_distribution/runs/{january}/tasks/{TASK}/required_actions" in json.dumps(announced[0])
         answer(stack, january, "Approve", "looks fine to me", "junior")
         page_again = waiting(stack, january, times=2)  # refused: the same question, asked again
@@ -272,61 +331,6 @@ def test_money_moves_only_after_a_money_approver_says_so(pg_server, template_db,
             m for m in received if "`job_failed`" in json.dumps(m) and "2026-02" in json.dumps(m)])
         assert "rejected by admin: fees look doubled for Orion Growth" in json.dumps(failed[0])
 
-        # 3. March gets no answer: nothing written, the failure alert goes out, the timeout is recorded.
-        march = trigger(stack, "2026-03")
-        waiting(stack, march)
-        assert finished(stack, march) == "failed"
-        assert credited(dsn, "2026-03") == {}
-        assert [d[:3] for d in decisions(dsn, "2026-03")] == [("timeout", "no answer", "timed_out")]
-        timed_out = wait_for("the job_failed message of March", lambda: [
-            m for m in received if "`job_failed`" in json.dumps(m) and "2026-03" in json.dumps(m)])
-        assert "DISTRIBUTION_APPROVAL_TIMEOUT" in json.dumps(timed_out[0]) and TASK in json.dumps(timed_out[0])
         assert query(dsn, "SELECT count(DISTINCT period) FROM investment.distributions") == [(1,)]
-
-        # 4. Withdrawals: the routine one is paid as today; the large ones wait for the review.
-        stack.airflow("dags", "unpause", "withdrawal_processing")
-        run = wait_for("a withdrawal run asking for its review", lambda: [r for (r,) in meta(stack, """
-            SELECT run_id FROM task_instance WHERE dag_id = 'withdrawal_processing'
-            AND task_id = 'review_withdrawals' AND state = 'awaiting_input'""")])[0]
-        page = waiting(stack, run, dag_id="withdrawal_processing", task="review_withdrawals")
-        wait_for("the run's pay step", lambda: meta(stack, """SELECT 1 FROM task_instance
-            WHERE dag_id = 'withdrawal_processing' AND run_id = %s AND task_id = 'pay' AND state = 'success'""",
-                                                     (run,)))
-        # (the stand-in logged the test's own payout for the operator case first)
-        assert [r["withdrawal_request_id"] for r in stripe_standin.requests()][1:] == [withdrawals["routine"]]
-        large, other = withdrawals["large"], withdrawals["declined"]
-        approve = next(o for o in page["options"] if o.startswith("Approve") and o.endswith(large))
-        decline = next(o for o in page["options"] if o.startswith("Decline") and o.endswith(other))
-        assert large in page["body"] and other in page["body"] and "1500.00" in page["body"]
-        answer(stack, run, [approve, decline], "destination not verified", "admin",
-               dag_id="withdrawal_processing", task="review_withdrawals")
-        # 5. The request that needs an operator: Stripe shows it paid, so it is marked completed.
-        case_page = waiting(stack, run, dag_id="withdrawal_processing", task="resolve_operator_case", map_index=0)
-        assert case_request in case_page["body"] and "payout_unknown" in case_page["body"]
-        completed = next(o for o in case_page["options"] if o.startswith("Mark completed"))
-        answer(stack, run, completed, "dashboard shows it paid", "admin", dag_id="withdrawal_processing",
-               task="resolve_operator_case", map_index=0, payout_id=case_payout)
-        assert finished(stack, run, "withdrawal_processing") == "success"
-        sent = [r["withdrawal_request_id"] for r in stripe_standin.requests()]
-        assert sent == [case_request, withdrawals["routine"], large] and other not in sent  # declined: no call
-        assert query(dsn, """SELECT status, payout_id, needs_operator FROM investment.withdrawal_requests
-                             WHERE id = %s""", (case_request,)) == [("completed", case_payout, None)]
-        assert query(dsn, "SELECT current_balance FROM investment.accounts WHERE id = %s", (case_account,)) == [
-            (balance_before - Decimal("33.00"),)]
-        assert query(dsn, """SELECT count(*) FROM investment.transactions WHERE withdrawal_request_id = %s""",
-                     (case_request,)) == [(1,)]
-        assert query(dsn, """SELECT count(*) FROM investment.withdrawal_notifications
-                             WHERE withdrawal_request_id = %s""", (case_request,)) == [(1,)]
-        state = dict((r, (s, why, payout)) for r, s, why, payout in query(dsn, """
-            SELECT id::text, status, rejection_reason, payout_id FROM investment.withdrawal_requests"""))
-        assert state[other][:2] == ("rejected", "declined by admin: destination not verified")
-        assert state[large][2] is not None and state[large][0] in ("processing", "completed")
-        assert query(dsn, """SELECT choice, outcome, decided_by FROM investment.operator_decisions
-                             WHERE kind = 'withdrawal_operator_case'""") == [(completed, "applied", "admin")]
-        assert query(dsn, """SELECT choice, outcome, decided_by, request_ids::text[] FROM investment.operator_decisions
-                             WHERE kind = 'withdrawal_review' ORDER BY choice""") == [
-            ("approve", "applied", "admin", [large]), ("decline", "applied", "admin", [other])]
-        summary = summary_of(stack, "withdrawal_processing", run)
-        assert summary["review"]["approved"] == [large] and summary["review"]["declined"] == [other]
     finally:
         stop_and_keep_logs(stack, f"approvals-test-{worker}", pg_server, names.values(), 300_000)
