@@ -18,7 +18,7 @@ import pytest
 
 from investment_jobs_dev.stack import Stack, StackUnavailable, check_services
 from tests.support.airflow_runs import run_dag
-from tests.support.stack_runs import stop_and_keep_logs
+from tests.support.stack_runs import meta, stop_and_keep_logs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -83,8 +83,12 @@ def wait_for_backfill(stack: Stack, backfill_id: int, timeout: float = 900) -> l
 
 
 def backfill(stack: Stack, *extra: str) -> int:
+    """Create a backfill of the test's days (once the DAG's previous one is closed: Airflow takes one
+    backfill of a DAG at a time, and the scheduler closes a finished one a loop later)."""
     import psycopg
 
+    wait_for("the previous backfill of daily_performance to close", lambda: meta(
+        stack, "SELECT count(*) FROM backfill WHERE dag_id = 'daily_performance' AND completed_at IS NULL") == [(0,)])
     stack.airflow("backfill", "create", "--dag-id", "daily_performance", "--from-date", FIRST.isoformat(),
                   "--to-date", (FIRST + timedelta(days=DAYS - 1)).isoformat(), "--max-active-runs", "3", *extra)
     with psycopg.connect(stack.metadata_dsn) as conn:
