@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from investment_jobs_dev import LOCAL, say
 from investment_jobs_dev.airflow_env import AIRFLOW, checkout_env, load_pools
 from investment_jobs_dev.postgres import PgServer
+from investment_jobs_dev.processes import die_with_parent
 from investment_jobs_dev.standins.launcher import free_port
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -142,9 +143,11 @@ class Stack:
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         log = (self.home / f"{name}.log").open("a")
+        # Its own session (stop() signals the group), and it dies with us: a killed test or
+        # `make stack` never leaves an API server or a scheduler behind.
         self.procs[name] = subprocess.Popen([AIRFLOW, *args],
                                             env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509
 
     def start(self) -> None:
         check_services(self.postgres, self.redis if self.celery else None)
