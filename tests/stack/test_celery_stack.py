@@ -95,15 +95,17 @@ def backfill(stack: Stack, *extra: str) -> int:
         return conn.execute("SELECT max(id) FROM backfill").fetchone()[0]
 
 
-def worker_running_a_task(stack: Stack, backfill_id: int) -> str | None:
-    """The name of the worker whose process tree runs a task of this backfill right now."""
+def worker_running_a_task(stack: Stack, backfill_id: int, task_id: str = "pull_ml_performance") -> str | None:
+    """The name of the worker whose process tree runs ``task_id`` of this backfill right now (the
+    engine's pages are slowed meanwhile, so the task is still running when the worker is killed)."""
     import psutil
     import psycopg
 
     with psycopg.connect(stack.metadata_dsn) as conn:
         pids = [r[0] for r in conn.execute(
             """SELECT ti.pid FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id AND dr.dag_id = ti.dag_id
-               WHERE dr.backfill_id = %s AND ti.state = 'running' AND ti.pid IS NOT NULL""", (backfill_id,))]
+               WHERE dr.backfill_id = %s AND ti.task_id = %s AND ti.state = 'running' AND ti.pid IS NOT NULL""",
+            (backfill_id, task_id))]
     for name, proc in stack.procs.items():
         if not name.startswith("worker"):
             continue
@@ -156,7 +158,10 @@ def test_backfill_on_celery_matches_in_process_and_survives_a_killed_worker(
         reference = stored_rows(reference_dsn)
         assert_same_rows(stored_rows(celery_dsn), reference, "after the first backfill")
 
-        # Rerun every day; SIGKILL the worker that runs a task in the middle of it.
+        # Rerun every day; SIGKILL the worker that runs a task in the middle of it. The engine's pages
+        # take 1.5 s each meanwhile: a task of about a second could finish between the look and
+        # the kill, and then nothing would have been killed.
+        engine.faults(latency_ms=1500)
         second = backfill(stack, "--reprocess-behavior", "completed")
         victim, deadline = None, time.monotonic() + 300
         while victim is None and time.monotonic() < deadline:
@@ -167,6 +172,7 @@ def test_backfill_on_celery_matches_in_process_and_survives_a_killed_worker(
             time.sleep(0.3)
         assert victim is not None, "no task was seen running on a worker"
         stack.kill(victim)
+        engine.faults()
         assert wait_for_backfill(stack, second) == ["success"] * DAYS
         with psycopg.connect(stack.metadata_dsn) as conn:
             retried = conn.execute(
