@@ -78,19 +78,21 @@ CASES = """
            coalesce(w.operator_case, 'unknown'), w.needs_operator, w.payout_id, w.payout_attempts, a.current_balance
     FROM investment.withdrawal_requests w JOIN investment.accounts a ON a.id = w.account_id
     WHERE w.status = 'processing' AND w.needs_operator IS NOT NULL
+      AND (%(request)s::uuid IS NULL OR w.id = %(request)s::uuid)
     ORDER BY w.claimed_at, w.id
-    LIMIT %s
+    LIMIT %(limit)s
 """
 
 
-def open_cases(conn: psycopg.Connection, limit: int = LISTED) -> list[Case]:
-    rows = conn.execute(CASES, (limit,)).fetchall()
+def open_cases(conn: psycopg.Connection, limit: int = LISTED, request_id: str | None = None) -> list[Case]:
+    rows = conn.execute(CASES, {"limit": limit, "request": request_id}).fetchall()
     conn.commit()
     return [Case(*row) for row in rows]
 
 
 def case_of(conn: psycopg.Connection, request_id: str) -> Case | None:
-    found = [c for c in open_cases(conn, 10_000) if c.request_id == request_id]
+    """The request's case while it still needs an operator (one indexed read), else None."""
+    found = open_cases(conn, 1, request_id)
     return found[0] if found else None
 
 
@@ -135,13 +137,13 @@ def retry(conn: psycopg.Connection, case: Case) -> str:
 
 def mark_failed(conn: psycopg.Connection, client: StripeClient, case: Case, who: str, reason: str | None) -> str:
     from investment_jobs.jobs.withdrawals.settle import fail_processing
-    from investment_jobs.stripe.calls import find_payout_by_metadata, retrieve_payout
+    from investment_jobs.stripe.calls import StripeCallError, find_payout_by_metadata, retrieve_payout
 
     existing = find_payout_by_metadata(client, case.request_id)
     if existing is None and case.payout_id:
         try:
             existing = retrieve_payout(client, case.payout_id)
-        except Exception:  # noqa: BLE001 - Stripe not knowing the stored id is the case itself
+        except StripeCallError:  # Stripe not knowing the stored id is the case itself
             existing = None
     if existing is not None and existing.status not in ("failed", "canceled"):
         raise ActionRefused(f"Stripe has payout {existing.id} ({existing.status}) for this request: it was not "
