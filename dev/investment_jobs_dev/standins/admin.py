@@ -60,3 +60,33 @@ class StripeAdmin(StandInAdmin):
     def restricted_keys(self, *keys: str) -> None:
         """Keys that may read but not create payouts (Stripe answers 403)."""
         self.call("POST", "/_admin/restricted_keys", {"keys": list(keys)})
+
+    def connected_accounts(self, *accounts: dict) -> list[dict]:
+        """Add connected accounts (``{"id": "acct_…", "external_accounts": ["ba_…"]}``); list them all."""
+        if accounts:
+            return self.call("POST", "/_admin/connected_accounts", list(accounts))
+        return self.call("GET", "/_admin/connected_accounts")
+
+    def transfers(self) -> list[dict]:
+        return self.call("GET", "/_admin/transfers")
+
+    def reversals(self) -> list[dict]:
+        return self.call("GET", "/_admin/reversals")
+
+    def balance_transactions(self) -> list[dict]:
+        return self.call("GET", "/_admin/balance_transactions")
+
+    def advance(self) -> None:
+        """The banks answer: every payout on its way turns paid (and says so by webhook)."""
+        self.call("POST", "/_admin/advance", {})
+
+    def webhooks(self, url: str | None, secret: str = "", **faults: object) -> None:
+        """Where events are delivered, signed with ``secret``, and how deliveries misbehave."""
+        self.call("POST", "/_admin/webhooks", {"url": url, "secret": secret, **faults})
+
+    def flush_webhooks(self) -> list[dict]:
+        """Deliver every queued event now; the attempts made."""
+        return self.call("POST", "/_admin/webhooks/flush", {})
+
+    def events(self) -> dict:
+        return self.call("GET", "/_admin/events")
