@@ -154,7 +154,8 @@ def withdrawal_processing() -> None:
         from investment_jobs.stripe.hook import StripeHook
 
         try:
-            return with_connection(settle_payouts, StripeHook().get_conn(), timedelta(days=config.payout_watch_days()))
+            return with_connection(settle_payouts, StripeHook().get_conn(), timedelta(days=config.payout_watch_days()),
+                                   config.stripe_http_policy().rate_limit_attempts)
         except StripeRefusedThePlatform as exc:
             raise AirflowFailException(str(exc)) from None
 

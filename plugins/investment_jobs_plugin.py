@@ -1,9 +1,11 @@
 """Registers the package's Airflow extensions: its timetables (business-date partitions, and the
 variants for ENABLE_CRON_JOBS=false), the
-deadline references of the money jobs, and the ``/health/jobs`` app mounted on the API server."""
+deadline references of the money jobs, and the ``/health/jobs`` and ``/stripe/webhooks`` apps
+mounted on the API server."""
 
 from airflow.plugins_manager import AirflowPlugin
 
+from investment_jobs.operations import webhook_endpoint
 from investment_jobs.operations.deadlines import BusinessDateDeadline, PeriodDeadline
 from investment_jobs.operations.health import create_app
 from investment_jobs.timetables import BusinessDatePartitions, CronDataIntervalUnscheduled, CronPartitionUnscheduled
@@ -13,4 +15,6 @@ class InvestmentJobsPlugin(AirflowPlugin):
     name = "investment_jobs"
     timetables = [CronDataIntervalUnscheduled, BusinessDatePartitions, CronPartitionUnscheduled]
     deadline_references = [BusinessDateDeadline, PeriodDeadline]
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/health", "name": "investment-jobs health"}]
+    fastapi_apps = [{"app": create_app(), "url_prefix": "/health", "name": "investment-jobs health"},
+                    {"app": webhook_endpoint.create_app(), "url_prefix": "/stripe",
+                     "name": "investment-jobs Stripe webhooks"}]

@@ -15,6 +15,7 @@ from decimal import Decimal
 INVESTMENT_DB_CONN_ID = "investment_db"
 ML_ENGINE_CONN_ID = "ml_engine"
 STRIPE_CONN_ID = "stripe_default"
+STRIPE_WEBHOOK_CONN_ID = "stripe_webhook"
 
 STAGING_SCHEMA = "investment_staging"
 
@@ -38,6 +39,7 @@ SCHEDULES: dict[str, JobSchedule] = {
         JobSchedule("withdrawal_processing", "*/30 * * * *", "WITHDRAWAL_PROCESSING_CRON"),
         JobSchedule("ml_performance_sync", "15 * * * *", "ML_PERFORMANCE_SYNC_CRON"),
         JobSchedule("data_cleanup", "0 3 * * 0", "DATA_CLEANUP_CRON"),
+        JobSchedule("stripe_reconciliation", "0 2 * * *", "STRIPE_RECONCILIATION_CRON"),
     )
 }
 
@@ -181,6 +183,16 @@ def stripe_http_policy() -> StripeHttpPolicy:
         network_retries=env_int("STRIPE_NETWORK_RETRIES", 2),
         rate_limit_attempts=env_int("STRIPE_RATE_LIMIT_ATTEMPTS", 3),
     )
+
+
+def stripe_webhook_tolerance_seconds() -> int:
+    """How old a webhook's signed timestamp may be (Stripe's libraries default to 300 s)."""
+    return max(env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300), 1)
+
+
+def stripe_reconciliation_tolerance() -> int:
+    """Differences one business date may show before its reconciliation run fails (it warns below)."""
+    return max(env_int("STRIPE_RECONCILIATION_TOLERANCE", 0), 0)
 
 
 def withdrawal_batch_size() -> int:

@@ -5,6 +5,7 @@ No Airflow, no database: the withdrawal job's decisions that can be tested alone
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,24 @@ def payout_amount_minor(amount: Decimal, currency: str) -> int:
 
 
 def idempotency_key(request_id: str) -> str:
+    """The platform payout's key, and the name of the request's advisory lock."""
+    return f"withdrawal-{request_id}"
+
+
+def transfer_key(request_id: str) -> str:
+    return f"withdrawal-{request_id}-transfer"
+
+
+def connected_payout_key(request_id: str) -> str:
+    return f"withdrawal-{request_id}-payout"
+
+
+def reversal_key(request_id: str) -> str:
+    return f"withdrawal-{request_id}-transfer-reversal"
+
+
+def transfer_group(request_id: str) -> str:
+    """Every Stripe object of one request's Connect payment carries it: found by it past the key window."""
     return f"withdrawal-{request_id}"
 
 
@@ -58,6 +77,9 @@ def rejection_for(*, account_status: str, currency: str, amount: Decimal, destin
         return Rejection(f"account is {account_status}, not active")
     if not isinstance(destination, str) or not destination.strip():
         return Rejection("destination_details has no bank_account_id")
+    connected = route_of(destination).connected_account
+    if connected is not None and not CONNECTED_ACCOUNT.fullmatch(connected):
+        return Rejection(f"destination_details.stripe_account is not a connected account id (acct_…): {connected!r}")
     try:
         minor = payout_amount_minor(amount, currency)
     except (PayoutAmountError, ValueError) as exc:
@@ -67,21 +89,69 @@ def rejection_for(*, account_status: str, currency: str, amount: Decimal, destin
     return minor
 
 
+CONNECT_PREFIX = "connect:"
+CONNECTED_ACCOUNT = re.compile(r"acct_[A-Za-z0-9]+")
+
+
 def destination_of(details: Any) -> Any:
-    """The payout destination from ``destination_details`` (the original's ``bank_account_id``)."""
+    """Where a request is paid, as one comparable value: the platform payout's ``bank_account_id``
+    (or ``card_id``), or ``connect:<stripe_account>[:<bank_account_id>]`` for a Connect payment.
+    The same text as :data:`DESTINATION_SQL` gives in the database."""
     if not isinstance(details, dict):
         return None
+    account = details.get("stripe_account")
+    if account is not None:
+        bank = details.get("bank_account_id")
+        return f"{CONNECT_PREFIX}{account}" + (f":{bank}" if bank else "")
     return details.get("bank_account_id") or details.get("card_id")
 
 
+DESTINATION_SQL = """CASE WHEN destination_details ? 'stripe_account'
+    THEN 'connect:' || (destination_details->>'stripe_account')
+         || coalesce(':' || (destination_details->>'bank_account_id'), '')
+    ELSE coalesce(destination_details->>'bank_account_id', destination_details->>'card_id') END"""
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a request is paid: ``connected_account`` None is a platform payout to ``destination``;
+    otherwise a transfer to the connected account, then its payout (to ``destination`` when given,
+    else the connected account's default bank account)."""
+
+    connected_account: str | None
+    destination: str | None
+
+
+def route_of(destination: str) -> Route:
+    if destination.startswith(CONNECT_PREFIX):
+        account, _, bank = destination[len(CONNECT_PREFIX):].partition(":")
+        return Route(account, bank or None)
+    return Route(None, destination)
+
+
 def payout_params(*, request_id: str, account_id: str, user_id: str, amount_minor: int, currency: str,
-                  destination: str) -> dict[str, Any]:
+                  destination: str | None) -> dict[str, Any]:
     """What a payout is created with. Fixed by the request alone, so a retry sends the very same."""
+    params: dict[str, Any] = {
+        "amount": amount_minor,
+        "currency": currency,
+        "method": "standard",
+        "description": f"Withdrawal {request_id}",
+        "metadata": {"withdrawal_request_id": request_id, "account_id": account_id, "user_id": user_id},
+    }
+    if destination is not None:
+        params["destination"] = destination
+    return params
+
+
+def transfer_params(*, request_id: str, account_id: str, user_id: str, amount_minor: int, currency: str,
+                    connected_account: str) -> dict[str, Any]:
+    """The transfer of a Connect payment: the request's amount to the investor's connected account."""
     return {
         "amount": amount_minor,
         "currency": currency,
-        "destination": destination,
-        "method": "standard",
+        "destination": connected_account,
+        "transfer_group": transfer_group(request_id),
         "description": f"Withdrawal {request_id}",
         "metadata": {"withdrawal_request_id": request_id, "account_id": account_id, "user_id": user_id},
     }
@@ -122,6 +192,8 @@ def classify_error(exc: Exception) -> ErrorVerdict:
         return ErrorVerdict(CONFLICT, code or "idempotency_error", message)
     if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
         return ErrorVerdict(AMBIGUOUS, code or type(exc).__name__, message)
+    if code == "account_invalid":  # one connected account is gone or not ours: that request's matter
+        return ErrorVerdict(DEFINITE, code, message)
     if isinstance(exc, stripe.AuthenticationError) or status == 401:
         return ErrorVerdict(PLATFORM, code or "authentication_error", message)
     if isinstance(exc, stripe.PermissionError) or status == 403:

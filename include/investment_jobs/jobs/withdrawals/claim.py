@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from investment_jobs.config import SUMMARY_ID_LIMIT, CurrencyAmounts
 from investment_jobs.jobs.withdrawals.state import amounts_by_currency, as_text, log
-from investment_jobs.stripe.payouts import Rejection, destination_of, rejection_for
+from investment_jobs.stripe.payouts import DESTINATION_SQL, Rejection, destination_of, rejection_for
 
 if TYPE_CHECKING:
     import psycopg
@@ -27,12 +27,11 @@ class Candidate:
     currency: str
 
 
-KNOWN_DESTINATIONS = """
-    SELECT DISTINCT account_id::text,
-           coalesce(destination_details->>'bank_account_id', destination_details->>'card_id')
+KNOWN_DESTINATIONS = f"""
+    SELECT DISTINCT account_id::text, {DESTINATION_SQL}
     FROM investment.withdrawal_requests
     WHERE status = 'completed' AND account_id = ANY(%s::uuid[])
-"""
+"""  # noqa: S608 - DESTINATION_SQL is this package's constant, no input
 
 
 def claim_requests(conn: psycopg.Connection, run_id: str, batch_size: int,
@@ -85,6 +84,7 @@ def claim_requests(conn: psycopg.Connection, run_id: str, batch_size: int,
                 """
                 UPDATE investment.withdrawal_requests
                 SET status = 'processing', currency = %s, payout_amount_minor = %s, claimed_at = now(),
+                    connected_account_id = destination_details->>'stripe_account',
                     claimed_by_run = %s, updated_at = now(),
                     review_status = CASE WHEN %s::text IS NOT NULL THEN 'pending_review' END, review_reason = %s
                 WHERE id = %s AND status = 'approved'

@@ -30,6 +30,7 @@ from investment_jobs.jobs.withdrawals.state import (
     PAID,
     PAYOUT_MISMATCH,
     PAYOUT_UNKNOWN,
+    TRANSFER_UNREVERSED,
     log,
 )
 
@@ -47,6 +48,7 @@ ACTIONS = {
     BALANCE_UNCOVERED: (RETRY, MARK_FAILED, MARK_COMPLETED),
     ACCOUNT_NOT_PAYABLE: (MARK_FAILED, MARK_COMPLETED),
     PAYOUT_MISMATCH: (MARK_FAILED, MARK_COMPLETED),
+    TRANSFER_UNREVERSED: (RETRY,),
 }
 LISTED = 20  # cases asked about in one run (oldest first)
 
@@ -63,6 +65,8 @@ class Case:
     payout_id: str | None
     attempts: int
     balance: Decimal
+    connected_account: str | None = None  # a Connect payment's connected account
+    transfer_id: str | None = None
 
     def options(self) -> list[str]:
         return [LATER, *ACTIONS.get(self.case, (MARK_FAILED, MARK_COMPLETED))]
@@ -70,12 +74,14 @@ class Case:
     def facts(self) -> dict[str, Any]:
         return {"withdrawal_request_id": self.request_id, "account_id": self.account_id, "amount": str(self.amount),
                 "currency": self.currency, "amount_minor": self.amount_minor, "case": self.case, "why": self.why,
-                "payout_id": self.payout_id, "payout_attempts": self.attempts, "balance": str(self.balance)}
+                "payout_id": self.payout_id, "payout_attempts": self.attempts, "balance": str(self.balance),
+                "connected_account": self.connected_account, "transfer_id": self.transfer_id}
 
 
 CASES = """
     SELECT w.id::text, w.account_id::text, w.amount, w.currency, w.payout_amount_minor,
-           coalesce(w.operator_case, 'unknown'), w.needs_operator, w.payout_id, w.payout_attempts, a.current_balance
+           coalesce(w.operator_case, 'unknown'), w.needs_operator, w.payout_id, w.payout_attempts, a.current_balance,
+           w.connected_account_id, w.transfer_id
     FROM investment.withdrawal_requests w JOIN investment.accounts a ON a.id = w.account_id
     WHERE w.status = 'processing' AND w.needs_operator IS NOT NULL
       AND (%(request)s::uuid IS NULL OR w.id = %(request)s::uuid)
@@ -101,6 +107,9 @@ def render(case: Case) -> str:
              f"({case.amount_minor} in Stripe's minor units), {case.attempts} payout attempt(s), stored payout "
              f"`{case.payout_id or 'none'}`, account balance {case.balance}.", "",
              f"**Case `{case.case}`**: {case.why}", "",
+             *([f"A Connect payment to connected account `{case.connected_account}`: transfer "
+                f"`{case.transfer_id or 'not made'}`; its payout is on that account.", ""]
+               if case.connected_account else []),
              "Check the Stripe dashboard for a payout with metadata `withdrawal_request_id` = "
              f"`{case.request_id}`, then choose:", ""]
     for option in case.options()[1:]:
@@ -139,10 +148,22 @@ def mark_failed(conn: psycopg.Connection, client: StripeClient, case: Case, who:
     from investment_jobs.jobs.withdrawals.settle import fail_processing
     from investment_jobs.stripe.calls import StripeCallError, find_payout_by_metadata, retrieve_payout
 
-    existing = find_payout_by_metadata(client, case.request_id)
+    if case.transfer_id is not None:
+        raise ActionRefused(f"transfer {case.transfer_id} to {case.connected_account} was made: marking the request "
+                            "failed would leave the money on the connected account. Retry, so the job pays it or "
+                            "gives the transfer back")
+    if case.connected_account is not None:
+        from investment_jobs.stripe.calls import find_transfer_by_group
+        from investment_jobs.stripe.payouts import transfer_group
+
+        made = find_transfer_by_group(client, transfer_group(case.request_id))
+        if made is not None:
+            raise ActionRefused(f"Stripe has transfer {made.id} for this request: Retry, so the job records it and "
+                                "pays it or gives it back")
+    existing = find_payout_by_metadata(client, case.request_id, stripe_account=case.connected_account)
     if existing is None and case.payout_id:
         try:
-            existing = retrieve_payout(client, case.payout_id)
+            existing = retrieve_payout(client, case.payout_id, stripe_account=case.connected_account)
         except StripeCallError:  # Stripe not knowing the stored id is the case itself
             existing = None
     if existing is not None and existing.status not in ("failed", "canceled"):
@@ -164,7 +185,7 @@ def mark_completed(conn: psycopg.Connection, client: StripeClient, case: Case, p
     if not payout_id.startswith("po_"):
         raise ActionRefused("give the payout id (po_…) that Stripe shows for this request")
     try:
-        payout = retrieve_payout(client, payout_id)
+        payout = retrieve_payout(client, payout_id, stripe_account=case.connected_account)
     except StripeCallError as exc:
         raise ActionRefused(f"Stripe could not read payout {payout_id}: {exc.verdict.code}") from None
     problems = []

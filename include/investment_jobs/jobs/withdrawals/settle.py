@@ -6,18 +6,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from investment_jobs.jobs.withdrawals.connect import give_back_transfers
 from investment_jobs.jobs.withdrawals.state import (
     BALANCE_UNCOVERED,
     FAILED_PAYOUT,
     PAID,
     PAYOUT_UNKNOWN,
-    StripeRefusedThePlatform,
     amounts_by_currency,
     as_text,
     flag_operator,
     log,
+    platform_refused,
     record_ambiguous,
 )
+from investment_jobs.jobs.withdrawals.webhook_inbox import final_payout_states, mark_events_applied
 from investment_jobs.stripe.calls import Payout, StripeCallError, payouts_created_since, retrieve_payout
 from investment_jobs.stripe.payouts import PLATFORM
 
@@ -26,27 +28,35 @@ if TYPE_CHECKING:
     from stripe import StripeClient
 
 
-def settle_payouts(conn: psycopg.Connection, client: StripeClient, watch: timedelta) -> dict[str, Any]:
+def settle_payouts(conn: psycopg.Connection, client: StripeClient, watch: timedelta,
+                   rate_limit_attempts: int = 3) -> dict[str, Any]:
     """Read back every payout still in flight, and those completed within ``watch``, and apply
-    what Stripe says in set-based transactions."""
+    what Stripe says in set-based transactions. What a verified webhook already said (the
+    ``stripe_events`` inbox) is taken from there; the rest is read from Stripe. A Connect payment
+    whose payout failed gives its transfer back first (:func:`give_back_transfers`)."""
     rows = conn.execute(
         """
-        SELECT w.id::text, w.payout_id, w.status, w.first_attempt_at
+        SELECT w.id::text, w.payout_id, w.status, w.first_attempt_at, w.connected_account_id
         FROM investment.withdrawal_requests w
         WHERE w.payout_id IS NOT NULL
           AND (w.needs_operator IS NULL OR w.operator_case = %s)
           AND (w.status = 'processing' OR (w.status = 'completed' AND w.processed_at >= now() - %s))
         """, (BALANCE_UNCOVERED, watch)).fetchall()
+    refused = conn.execute(
+        """
+        SELECT w.id::text, NULL::text, w.failure_code, w.failure_message FROM investment.withdrawal_requests w
+        WHERE w.status = 'processing' AND w.payout_refused_at IS NOT NULL AND w.needs_operator IS NULL
+        """).fetchall()
     conn.commit()
     counts: dict[str, Any] = {"completed": 0, "completed_amounts": {}, "failed": 0, "failed_amounts": {},
                               "reversed": 0, "reversed_amounts": {}, "in_flight": 0, "uncovered": 0,
-                              "unknown_at_stripe": 0, "unread": 0}
-    if not rows:
-        return counts
-    oldest: datetime = min((r[3] for r in rows if r[3] is not None), default=datetime.now(UTC))  # clock-ok
-    payouts, unknown, unread = read_payouts(client, {r[1] for r in rows}, since=oldest - timedelta(hours=1))
+                              "unknown_at_stripe": 0, "unread": 0, "from_webhooks": 0, "transfers_given_back": 0}
     to_complete, to_fail, to_reverse, in_flight = [], [], [], []
-    for request_id, payout_id, status, _ in rows:
+    to_fail += [tuple(r) for r in refused]
+    if rows:
+        payouts, unknown, unread = known_payouts(conn, client, rows)
+        counts["from_webhooks"] = sum(1 for p in payouts.values() if p.from_webhook)
+    for request_id, payout_id, status, _, _ in rows:
         if payout_id in unknown:
             flag_operator(conn, request_id, f"Stripe does not know payout {payout_id} ({unknown[payout_id]}): "
                           "check the Stripe dashboard for a payout with metadata withdrawal_request_id "
@@ -78,49 +88,69 @@ def settle_payouts(conn: psycopg.Connection, client: StripeClient, watch: timede
     counts["in_flight"] = len(in_flight)
     if to_complete:
         counts.update(complete(conn, to_complete))
+    if to_fail or to_reverse:
+        given_back = give_back_transfers(conn, client, [r[0] for r in to_fail + to_reverse], rate_limit_attempts)
+        counts["transfers_given_back"] = given_back.made
+        to_fail = [r for r in to_fail if r[0] in given_back.settled]
+        to_reverse = [r for r in to_reverse if r[0] in given_back.settled]
     if to_fail:
         counts.update(fail_processing(conn, to_fail))
     if to_reverse:
         counts.update(reverse(conn, to_reverse))
+    counts.update(mark_events_applied(conn, [r[1] for r in rows]))
     return counts
 
 
-def read_payouts(client: StripeClient, ids: set[str], since: datetime
+def known_payouts(conn: psycopg.Connection, client: StripeClient, rows: list[tuple[Any, ...]]
+                  ) -> tuple[dict[str, Payout], dict[str, str], dict[str, str]]:
+    """What each payout of ``rows`` is now: the webhook inbox's final word (paid, failed, canceled)
+    where it has one, else Stripe's answer to a read. Returns (payouts, unknown, unread)."""
+    settled_by_events = final_payout_states(conn, [r[1] for r in rows])
+    to_read = [r for r in rows if r[1] not in settled_by_events]
+    payouts: dict[str, Payout] = dict(settled_by_events)
+    unknown: dict[str, str] = {}
+    unread: dict[str, str] = {}
+    if to_read:
+        oldest: datetime = min((r[3] for r in to_read if r[3] is not None), default=datetime.now(UTC))  # clock-ok
+        read, unknown, unread = read_payouts(client, {r[1]: r[4] for r in to_read},
+                                             since=oldest - timedelta(hours=1))
+        payouts.update(read)
+    return payouts, unknown, unread
+
+
+def read_payouts(client: StripeClient, ids: dict[str, str | None], since: datetime
                  ) -> tuple[dict[str, Payout], dict[str, str], dict[str, str]]:
-    """One listing of the payouts created since ``since`` (100 per page), then a read of each one the
-    listing did not show. Returns (payouts, unknown to Stripe, could not be read): one payout's
-    trouble stays that payout's. Stripe refusing the platform's key stops the step; a listing that
-    fails otherwise fails the step, to be retried."""
+    """One listing of the platform's payouts created since ``since`` (100 per page), then a read of
+    each one the listing did not show (a connected account's payout is read on that account:
+    ``ids`` maps a payout id to its connected account, or None). Returns (payouts, unknown to
+    Stripe, could not be read): one payout's trouble stays that payout's. Stripe refusing the
+    platform's key stops the step; a listing that fails otherwise fails the step, to be retried."""
     found: dict[str, Payout] = {}
     unknown: dict[str, str] = {}
     unread: dict[str, str] = {}
+    on_platform = {payout_id for payout_id, account in ids.items() if account is None}
     try:
-        for payout in payouts_created_since(client, since):
-            if payout.id in ids:
-                found[payout.id] = payout
-                if len(found) == len(ids):
-                    break
+        if on_platform:
+            for payout in payouts_created_since(client, since):
+                if payout.id in on_platform:
+                    found[payout.id] = payout
+                    if len(found) == len(on_platform):
+                        break
     except StripeCallError as exc:
         if exc.verdict.kind == PLATFORM:
-            raise _platform_refused(exc) from None
+            raise platform_refused(exc) from None
         raise
-    for payout_id in ids - found.keys():
+    for payout_id in ids.keys() - found.keys():
         try:
-            found[payout_id] = retrieve_payout(client, payout_id)
+            found[payout_id] = retrieve_payout(client, payout_id, stripe_account=ids[payout_id])
         except StripeCallError as exc:
             if exc.verdict.kind == PLATFORM:
-                raise _platform_refused(exc) from None
+                raise platform_refused(exc) from None
             if exc.unknown_object:
                 unknown[payout_id] = f"HTTP 404 {exc.verdict.message[:200]}"
             else:
                 unread[payout_id] = f"{exc.error_type}: {exc.verdict.message[:200]}"
     return found, unknown, unread
-
-
-def _platform_refused(exc: StripeCallError) -> StripeRefusedThePlatform:
-    return StripeRefusedThePlatform(
-        f"Stripe refused the API key of connection 'stripe_default' ({exc}); no request was changed. "
-        "Fix the key (Admin → Connections → stripe_default → Test); the next run settles them")
 
 
 def _lock(conn: psycopg.Connection, request_ids: list[str], status: str) -> list[str]:

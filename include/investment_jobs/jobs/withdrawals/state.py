@@ -35,6 +35,14 @@ PAYOUT_MISMATCH = "payout_mismatch"
 BALANCE_UNCOVERED = "balance_uncovered"  # settle keeps trying it: it completes once the balance covers it
 PAYOUT_UNKNOWN = "payout_unknown"
 ACCOUNT_NOT_PAYABLE = "account_not_payable"
+TRANSFER_UNREVERSED = "transfer_unreversed"  # a Connect payout failed, and Stripe refused to give the transfer back
+
+
+def platform_refused(exc: Exception) -> StripeRefusedThePlatform:
+    """Stripe refused the platform's key while reading or giving back: no request was changed."""
+    return StripeRefusedThePlatform(
+        f"Stripe refused the API key of connection 'stripe_default' ({exc}); no request was changed. "
+        "Fix the key (Admin → Connections → stripe_default → Test); the next run settles them")
 
 
 def amounts_by_currency() -> defaultdict[str, Decimal]:
