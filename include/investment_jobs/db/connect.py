@@ -17,3 +17,16 @@ def connect(conn_id: str = INVESTMENT_DB_CONN_ID) -> psycopg.Connection:
     conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
     conn.autocommit = False
     return conn
+
+
+def connect_on_server(conn_id: str = INVESTMENT_DB_CONN_ID) -> psycopg.Connection:
+    """The same database from the Airflow API server's side (a plugin's request handler), where the
+    Task SDK's hooks are not available: the connection from Airflow's secrets (env, metadata DB)."""
+    import psycopg
+    from airflow.models.connection import Connection
+    from psycopg.conninfo import make_conninfo
+
+    conn = Connection.get_connection_from_secrets(conn_id)
+    conninfo = make_conninfo(host=conn.host or None, port=conn.port or None, dbname=conn.schema or None,
+                             user=conn.login or None, password=conn.password or None)
+    return psycopg.connect(conninfo, connect_timeout=10)

@@ -227,15 +227,37 @@ def snapshot(now: datetime | None = None) -> list[DagFacts]:
                 stored = _partition_keys(session, DAILY_PERFORMANCE.name, month.first_day.isoformat(),
                                          month.last_day.isoformat())
                 missing = missing_in(stored, month.first_day, month.last_day)
+            extra: dict[str, Any] = {}
+            if dag_id == "monthly_distribution" and deadline is not None:
+                extra = {"last_complete_month": deadline.subject, "last_complete_month_distributed": deadline.met}
+            elif dag_id == "stripe_reconciliation":
+                extra = {"last_reconciliation": last_reconciliation()}
             out.append(DagFacts(
                 dag_id=dag_id, known=model is not None and not model.is_stale,
                 paused=bool(model.is_paused) if model is not None else True,
                 schedule=model.timetable_summary if model is not None else config.SCHEDULES[dag_id].cron,
                 interval=interval, next_run_after=model.next_dagrun_create_after if model is not None else None,
                 last_run=run_facts(latest), last_success=success, missing_dates=missing, deadline=deadline,
-                extra={"last_complete_month": deadline.subject, "last_complete_month_distributed": deadline.met}
-                if dag_id == "monthly_distribution" and deadline is not None else {}))
+                extra=extra))
     return out
+
+
+def last_reconciliation() -> dict[str, Any] | None:
+    """The newest reconciled business date and its differences (from the investment database; a
+    database that does not answer is reported, never breaks the page)."""
+    try:
+        from investment_jobs.db.connect import connect_on_server
+
+        with connect_on_server() as conn:
+            row = conn.execute(
+                """SELECT business_date, differences, payouts_at_stripe, transfers_at_stripe, run_id
+                   FROM investment.stripe_reconciliations ORDER BY business_date DESC LIMIT 1""").fetchone()
+    except Exception as exc:  # noqa: BLE001 - the health page reports it
+        return {"error": f"investment database not readable: {type(exc).__name__}"}
+    if row is None:
+        return None
+    return {"business_date": row[0].isoformat(), "differences": row[1], "payouts_at_stripe": row[2],
+            "transfers_at_stripe": row[3], "run_id": row[4]}
 
 
 def _newest_covered(dag_id: str, runs: list[RunFacts | None], tz: str) -> RunFacts | None:

@@ -25,17 +25,6 @@ def _connection(conn_id: str) -> Any:
     return Connection.get_connection_from_secrets(conn_id)
 
 
-def _investment_db() -> Any:
-    """A psycopg connection to the investment database, from ``investment_db`` (the API server's view)."""
-    import psycopg
-    from psycopg.conninfo import make_conninfo
-
-    conn = _connection(config.INVESTMENT_DB_CONN_ID)
-    conninfo = make_conninfo(host=conn.host or None, port=conn.port or None, dbname=conn.schema or None,
-                             user=conn.login or None, password=conn.password or None)
-    return psycopg.connect(conninfo, connect_timeout=10)
-
-
 def receive(payload: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
     """Verify, parse and store one delivery: the status code and body to answer Stripe with."""
     from investment_jobs.jobs.withdrawals.webhook_inbox import store_event
@@ -52,24 +41,25 @@ def receive(payload: bytes, signature: str | None) -> tuple[int, dict[str, Any]]
         return 400, {"error": str(exc)}
     if event is None:
         return 200, {"ignored": "not a payout or transfer event"}
-    with _investment_db() as conn:
+    from investment_jobs.db.connect import connect_on_server
+
+    with connect_on_server() as conn:
         stored = store_event(conn, event)
     return 200, {"received": event.id, "stored": stored}
 
 
 def create_app():  # noqa: ANN201 - a FastAPI app
     """The app the plugin mounts at ``/stripe``: ``POST /stripe/webhooks``."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="investment-jobs Stripe webhooks", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.post("/webhooks")
-    async def webhooks(request: Request) -> JSONResponse:
-        from starlette.concurrency import run_in_threadpool
-
+    async def webhooks(request: Any) -> JSONResponse:  # a starlette Request: the raw body is what is signed
         payload = await request.body()
         status, body = await run_in_threadpool(receive, payload, request.headers.get("Stripe-Signature"))
         return JSONResponse(body, status_code=status)
 
+    app.router.add_route("/webhooks", webhooks, methods=["POST"])
     return app

@@ -20,8 +20,7 @@ from tests.support.paths import PYTHON, ROOT
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def api_server(airflow_db):  # noqa: ANN001, ANN201
+def _start_api_server():  # noqa: ANN202
     port = free_port()
     log = ROOT / ".local" / f"api-server-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log"
     proc = subprocess.Popen([os.path.join(os.path.dirname(PYTHON), "airflow"), "api-server", "--port", str(port)],
@@ -38,12 +37,22 @@ def api_server(airflow_db):  # noqa: ANN001, ANN201
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise RuntimeError(f"api-server did not start: {log.read_text()[-3000:]}") from None
             time.sleep(0.5)
-    yield url
+    return url, proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_db):  # noqa: ANN001, ANN201
+    url, proc = _start_api_server()
+    yield url
+    _stop(proc)
 
 
 def get_health(url: str) -> tuple[int, dict]:
@@ -68,7 +77,7 @@ def test_health_is_200_when_money_jobs_are_on_time_and_503_when_one_fails(
     assert status == 200, body
     jobs = body["jobs"]
     assert set(jobs) == {"daily_performance", "monthly_distribution", "withdrawal_processing",
-                         "ml_performance_sync", "data_cleanup"}
+                         "ml_performance_sync", "data_cleanup", "stripe_reconciliation"}
     daily = jobs["daily_performance"]
     assert daily["status"] == "ok" and daily["last_completed"] == yesterday.isoformat()
     assert daily["schedule"] and daily["last_run"]["state"] == "success"
@@ -94,7 +103,7 @@ def _paused(dag_ids: set[str]) -> dict[str, bool]:
         return {m.dag_id: bool(m.is_paused) for m in session.scalars(select(DagModel).where(DagModel.dag_id.in_(dag_ids)))}
 
 
-def test_jobs_on_and_off_unpause_and_pause_all_five(airflow_db) -> None:  # noqa: ANN001
+def test_jobs_on_and_off_unpause_and_pause_all_six(airflow_db) -> None:  # noqa: ANN001
     """`make jobs-on` / `make jobs-off`: the original's JobManager start and stop."""
     from investment_jobs import config
 
@@ -108,3 +117,47 @@ def test_jobs_on_and_off_unpause_and_pause_all_five(airflow_db) -> None:  # noqa
         assert _paused(dag_ids) == dict.fromkeys(dag_ids, paused)
         for dag_id in dag_ids:
             assert f"{dag_id}: {state}" in done.stdout
+
+
+WEBHOOK_SECRET = "whsec_health_" + "x" * 20
+
+
+@pytest.fixture
+def api_server_with_book(airflow_db, investment_db, monkeypatch):  # noqa: ANN001, ANN201
+    """An API server that sees this test's investment database and the webhook signing secret."""
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_WEBHOOK", json.dumps({"conn_type": "stripe", "password": WEBHOOK_SECRET}))
+    url, proc = _start_api_server()
+    yield url
+    _stop(proc)
+
+
+def test_the_api_server_takes_signed_webhooks_and_health_shows_the_last_reconciliation(
+        api_server_with_book, investment_db, engine, stripe_standin):  # noqa: ANN001
+    import psycopg
+
+    from investment_jobs_dev.standins.stripe_webhooks import signature_header
+
+    url = api_server_with_book
+    body = json.dumps({"id": "evt_via_api_server", "object": "event", "type": "payout.paid", "created": 1767225600,
+                       "data": {"object": {"id": "po_x", "object": "payout", "status": "paid"}}}).encode()
+    signed = signature_header(body, WEBHOOK_SECRET, int(time.time()))
+    request = urllib.request.Request(f"{url}/stripe/webhooks", data=body, method="POST",
+                                     headers={"Stripe-Signature": signed, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert (resp.status, json.loads(resp.read())["stored"]) == (200, True)
+    bad = urllib.request.Request(f"{url}/stripe/webhooks", data=body, method="POST",
+                                 headers={"Stripe-Signature": signed.replace("v1=", "v1=0"), "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bad, timeout=30)
+    assert refused.value.code == 400
+    with psycopg.connect(investment_db) as conn:
+        assert conn.execute("SELECT id FROM investment.stripe_events").fetchall() == [("evt_via_api_server",)]
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)  # clock-ok: health is about the present
+    assert str(run_dag("stripe_reconciliation", datetime(yesterday.year, yesterday.month, yesterday.day, 2,
+                                                         tzinfo=UTC)).state) == "success"
+    _, health = get_health(url)
+    assert health["jobs"]["stripe_reconciliation"]["last_reconciliation"] == {
+        "business_date": yesterday.isoformat(), "differences": 0, "payouts_at_stripe": 0, "transfers_at_stripe": 0,
+        "run_id": health["jobs"]["stripe_reconciliation"]["last_reconciliation"]["run_id"]}
+    assert health["jobs"]["stripe_reconciliation"]["status"] == "ok"
