@@ -113,3 +113,39 @@ def _error(cls: type, status: int, **kwargs: object) -> Exception:
 ])
 def test_error_meanings(exc: Exception, kind: str) -> None:
     assert classify_error(exc).kind == kind
+
+
+# --- Connect: routes, keys, the connected account's own errors ----------------------------------------
+@pytest.mark.parametrize(("details", "destination", "route"), [
+    ({"bank_account_id": "ba_1"}, "ba_1", (None, "ba_1")),
+    ({"stripe_account": "acct_1"}, "connect:acct_1", ("acct_1", None)),
+    ({"stripe_account": "acct_1", "bank_account_id": "ba_2"}, "connect:acct_1:ba_2", ("acct_1", "ba_2")),
+])
+def test_a_request_is_paid_on_the_platform_or_through_its_connected_account(details, destination, route) -> None:
+    from investment_jobs.stripe.payouts import destination_of, route_of
+
+    assert destination_of(details) == destination
+    assert tuple(vars(route_of(destination)).values()) == route
+
+
+def test_each_stripe_object_of_a_connect_payment_has_its_own_key_and_one_group() -> None:
+    from investment_jobs.stripe.payouts import connected_payout_key, reversal_key, transfer_group, transfer_key
+
+    keys = {idempotency_key("r"), transfer_key("r"), connected_payout_key("r"), reversal_key("r")}
+    assert len(keys) == 4 and transfer_group("r") == "withdrawal-r"
+
+
+def test_a_malformed_connected_account_is_rejected_before_money_moves() -> None:
+    from investment_jobs.stripe.payouts import Rejection, rejection_for
+
+    verdict = rejection_for(account_status="active", currency="usd", amount=Decimal("1"),
+                            destination="connect:ba_123", available=Decimal("10"))
+    assert isinstance(verdict, Rejection) and "not a connected account id" in verdict.reason
+    assert rejection_for(account_status="active", currency="usd", amount=Decimal("1"),
+                         destination="connect:acct_1", available=Decimal("10")) == 100
+
+
+def test_a_connected_account_that_is_gone_fails_that_request_not_the_run() -> None:
+    exc = stripe.PermissionError("no access to account 'acct_1'", http_status=403, code="account_invalid")
+    assert classify_error(exc).kind == DEFINITE
+    assert classify_error(stripe.PermissionError("restricted key", http_status=403)).kind == PLATFORM
