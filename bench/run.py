@@ -287,27 +287,33 @@ STRIPE_PORT = 12191
 STRIPE_KEY = "sk_test_bench"
 
 
-def bench_withdrawals(server, requests_count: int = 1000) -> dict:  # noqa: ANN001
+def bench_withdrawals(server, requests_count: int = 1000, connect: bool = False) -> dict:  # noqa: ANN001
     """withdrawal_processing paying ``requests_count`` approved requests through the Stripe stand-in
     (its own process), beside the original's pattern (per request: read the account, create the
-    payout without a key, then write) over the same requests on a copy of the database."""
+    payout without a key, then write) over the same requests on a copy of the database. With
+    ``connect``, every request is a Connect payment (a transfer, then a payout on the investor's
+    connected account); the original had no such path, so it has no baseline."""
     import psycopg
 
-    from investment_jobs_dev.book import seed_withdrawals
+    from investment_jobs_dev.book import connected_accounts_in, seed_withdrawals
 
-    dsn, book = prepare_book(server, "ij_bench_withdrawals", 1_000)
+    name = "ij_bench_withdrawals_connect" if connect else "ij_bench_withdrawals"
+    dsn, book = prepare_book(server, name, 1_000)
     with psycopg.connect(dsn) as conn:
-        seed_withdrawals(conn, book, SEED, requests_count)
+        seed_withdrawals(conn, book, SEED, requests_count, connect_share=1.0 if connect else 0.0)
+        accounts = connected_accounts_in(conn)
         # Pending until the warm-up run is over; the timed run pays them.
         conn.execute("UPDATE investment.withdrawal_requests SET status = 'pending'")
         conn.commit()
-    base_dsn = server.fresh_database("ij_bench_withdrawals_base", template="ij_bench_withdrawals")
+    base_dsn = None if connect else server.fresh_database("ij_bench_withdrawals_base", template=name)
     from investment_jobs_dev.standins.admin import StripeAdmin
     from investment_jobs_dev.standins.launcher import STRIPE, StandIn
 
     stand_in = StandIn(STRIPE, STRIPE_PORT, WORK / "stripe.log", env={"STRIPE_STANDIN_API_KEY": STRIPE_KEY}).start()
     url = stand_in.url
     try:
+        if accounts:
+            StripeAdmin(url).connected_accounts(*accounts)
         conn_json = json.dumps({"conn_type": "stripe", "host": url, "password": STRIPE_KEY})
         os.environ["AIRFLOW_CONN_STRIPE_DEFAULT"] = conn_json
         os.environ["BENCH_BETWEEN_SQL"] = "UPDATE investment.withdrawal_requests SET status = 'approved'"
@@ -320,12 +326,16 @@ def bench_withdrawals(server, requests_count: int = 1000) -> dict:  # noqa: ANN0
                 "SELECT count(*) FROM investment.withdrawal_requests WHERE status = 'completed'").fetchone()[0]
         result["requests"] = requests_count
         result["requests_per_s"] = round(result["completed"] / result["job_seconds"], 1)
-        StripeAdmin(url).reset()
-        result["baseline"] = withdrawals_baseline(base_dsn, url)
+        stats = StripeAdmin(url).stats()["stats"]
+        result["stripe_calls"] = {k: v for k, v in sorted(stats.items()) if k.startswith(("POST", "GET"))}
+        if base_dsn is not None:
+            StripeAdmin(url).reset()
+            result["baseline"] = withdrawals_baseline(base_dsn, url)
     finally:
         stand_in.stop()
         os.environ.pop("AIRFLOW_CONN_STRIPE_DEFAULT", None)
-        server.drop_database("ij_bench_withdrawals_base")
+        if base_dsn is not None:
+            server.drop_database("ij_bench_withdrawals_base")
     return result
 
 
@@ -423,11 +433,15 @@ def main() -> int:
         log("withdrawal_processing: 1,000 approved requests through the Stripe stand-in")
         withdrawal_result = bench_withdrawals(server)
         log(f"withdrawals: {json.dumps(withdrawal_result)}")
+        log("withdrawal_processing: 1,000 Connect withdrawals (a transfer, then a payout on the connected account)")
+        connect_result = bench_withdrawals(server, connect=True)
+        log(f"connect withdrawals: {json.dumps(connect_result)}")
         parse = dag_parse_seconds()
     finally:
         engine.stop()
         for name in ("ij_bench_10000", "ij_bench_100000", "ij_bench_baseline", "ij_bench_floor",
-                     "ij_bench_monthly", "ij_bench_cleanup", "ij_bench_withdrawals"):
+                     "ij_bench_monthly", "ij_bench_cleanup", "ij_bench_withdrawals",
+                     "ij_bench_withdrawals_connect"):
             server.drop_database(name)
 
     daily = {
@@ -444,7 +458,7 @@ def main() -> int:
     results["daily_performance"] = daily
     results["monthly_distribution"] = {"100000": monthly_result}
     results["data_cleanup"] = {"1000000": cleanup_result}
-    results["withdrawal_processing"] = {"1000": withdrawal_result}
+    results["withdrawal_processing"] = {"1000": withdrawal_result, "connect_1000": connect_result}
     results["dag_parse_seconds"] = parse
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "postgres": server.host}
@@ -457,6 +471,7 @@ def main() -> int:
 def write_markdown(results: dict) -> None:
     d = results["daily_performance"]
     w = results["withdrawal_processing"]["1000"]
+    wc = results["withdrawal_processing"]["connect_1000"]
     small, big = d["10000"], d["100000"]
     tasks = sorted(big["tasks"])
     task_rows = "\n".join(f"| {t} | {small['tasks'].get(t, 0):.2f} | {big['tasks'].get(t, 0):.2f} |"
@@ -551,16 +566,24 @@ its idempotency key, and every request's state is committed before and after its
 the original's loop (read the account, create the payout without a key, then write the account,
 the transaction and the request; not crash-safe) over the same requests on a copy of the database.
 
-| | figure |
-|---|---:|
-| requests completed | {w['completed']:,} of {w['requests']:,} |
-| job time (s) | {w['job_seconds']:.2f} |
-| end-to-end wall (s) | {w['wall_seconds']:.2f} |
-| requests / s | {w['requests_per_s']:,.0f} |
-| the original's loop (s; requests / s) | {w['baseline']['seconds']:.2f}; {w['baseline']['requests_per_s']:,.0f} |
-| peak RSS (MiB) | {w['peak_rss_mb']:.0f} |
+| | platform payouts | Connect (transfer + payout) |
+|---|---:|---:|
+| requests completed | {w['completed']:,} of {w['requests']:,} | {wc['completed']:,} of {wc['requests']:,} |
+| job time (s) | {w['job_seconds']:.2f} | {wc['job_seconds']:.2f} |
+| end-to-end wall (s) | {w['wall_seconds']:.2f} | {wc['wall_seconds']:.2f} |
+| requests / s | {w['requests_per_s']:,.0f} | {wc['requests_per_s']:,.0f} |
+| the original's loop (s; requests / s) | {w['baseline']['seconds']:.2f}; {w['baseline']['requests_per_s']:,.0f} | (no such path) |
+| peak RSS (MiB) | {w['peak_rss_mb']:.0f} | {wc['peak_rss_mb']:.0f} |
 
-Per task (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(w['tasks'].items()))}.
+Per task (s), platform: {', '.join(f"{k} {v:.2f}" for k, v in sorted(w['tasks'].items()))}.
+Connect: {', '.join(f"{k} {v:.2f}" for k, v in sorted(wc['tasks'].items()))}.
+Stripe calls, Connect: {', '.join(f"{k} {v:,}" for k, v in wc['stripe_calls'].items())}.
+
+A Connect withdrawal is two create calls (the transfer, then the payout with `Stripe-Account`),
+each committed before and after, and its payout is read back on its connected account one by one
+(a platform's payouts come back in one listing, 100 a page): about twice the calls of a platform
+payout. Where webhooks are set up, settle takes a payout's final status from the inbox instead
+of reading it.
 
 The job is slower than the original's loop by design, not by accident: each payout commits its
 attempt before the call and its payout id after it, under a per-request advisory lock, so a crash

@@ -8,11 +8,13 @@ serves the same accounts. ``python -m investment_jobs_dev.book --dsn ... --accou
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from investment_jobs_dev.standins.ml_engine_data import demo_account_id
 
@@ -106,8 +108,9 @@ def withdrawal_amount(rng: random.Random, balance: Decimal, currency: str) -> De
 
 
 def seed_withdrawals(conn, accounts: list[SeededAccount], seed: int, count: int,  # noqa: ANN001
-                     bank_transfer_share: float = 0.0) -> int:  # float-ok: a share
-    """``count`` approved requests on active accounts, oldest first, with one COPY."""
+                     bank_transfer_share: float = 0.0, connect_share: float = 0.0) -> int:  # float-ok: shares
+    """``count`` approved requests on active accounts, oldest first, with one COPY; ``connect_share``
+    of the Stripe ones are paid through the investor's connected account (Stripe Connect)."""
     rng = random.Random(seed * 31 + count)
     active = [a for a in accounts if a.status == "active"]
     currency_of = {product_id(seed, i): c for i, (_, c, _) in enumerate(PRODUCTS)}
@@ -121,10 +124,27 @@ def seed_withdrawals(conn, accounts: list[SeededAccount], seed: int, count: int,
             amount = withdrawal_amount(rng, account.initial_investment / max(count // len(active), 1),
                                        currency_of[account.product_id])
             request_id = uuid.uuid5(uuid.NAMESPACE_URL, f"investment-jobs/withdrawal/{seed}/{i}")
+            details = {"bank_account_id": f"ba_{request_id.hex[:16]}"}
+            if method == "stripe_payout" and rng.random() < connect_share:
+                details = connected_destination(account.account_id)
             copy.write_row((request_id, account.account_id, user_of(account.account_id), amount, method,
-                            f'{{"bank_account_id": "ba_{request_id.hex[:16]}"}}', "approved",
+                            json.dumps(details), "approved",
                             datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i)))
     return count
+
+
+def connected_destination(account_id: Any) -> dict[str, str]:
+    """An investor's connected account and its bank account, named after the investment account."""
+    key = uuid.UUID(str(account_id)).hex[:16]
+    return {"stripe_account": f"acct_{key}", "bank_account_id": f"ba_{key}"}
+
+
+def connected_accounts_in(conn) -> list[dict[str, Any]]:  # noqa: ANN001
+    """The connected accounts the book's requests name, as the Stripe stand-in registers them."""
+    rows = conn.execute(
+        """SELECT DISTINCT destination_details->>'stripe_account', destination_details->>'bank_account_id'
+           FROM investment.withdrawal_requests WHERE destination_details ? 'stripe_account'""").fetchall()
+    return [{"id": account, "external_accounts": [bank] if bank else []} for account, bank in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-open", type=date.fromisoformat, default=date(2025, 6, 1))
     parser.add_argument("--last-open", type=date.fromisoformat, required=True)
     parser.add_argument("--withdrawals", type=int, default=0, help="approved withdrawal requests to add")
+    parser.add_argument("--connect-share", type=float, default=0.0,  # float-ok: a share
+                        help="share of the Stripe withdrawals paid through Stripe Connect")
     args = parser.parse_args(argv)
     with psycopg.connect(args.dsn) as conn:
         if conn.execute("SELECT count(*) FROM investment.accounts").fetchone()[0]:
@@ -145,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         book = plan_book(args.accounts, args.seed, args.first_open, args.last_open)
         seed_book(conn, book, args.seed)
         if args.withdrawals:
-            seed_withdrawals(conn, book, args.seed, args.withdrawals, bank_transfer_share=0.1)
+            seed_withdrawals(conn, book, args.seed, args.withdrawals, bank_transfer_share=0.1,
+                             connect_share=args.connect_share)
     print(f"seeded {len(PRODUCTS)} products, {len(book)} accounts and {args.withdrawals} approved withdrawals")
     return 0
 

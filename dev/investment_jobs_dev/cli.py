@@ -261,7 +261,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     migrate(dsn)
     seed_main(["--dsn", dsn, "--accounts", str(args.accounts), "--seed", str(DEMO_SEED),
                "--first-open", (first - timedelta(days=240)).isoformat(),
-               "--last-open", (first + timedelta(days=10)).isoformat(), "--withdrawals", "40"])
+               "--last-open", (first + timedelta(days=10)).isoformat(), "--withdrawals", "40",
+               "--connect-share", "0.3"])
 
     home = demo_airflow_env(use_checkout_env(LOCAL / "demo-airflow"))
     os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
@@ -278,6 +279,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     airflow("db", "migrate", quiet=True)
 
     with stand_ins(dsn):
+        connect_the_stripe_stand_in(dsn, f"http://localhost:{args.port}/stripe/webhooks")
         say(f"starting Airflow (scheduler, DAG processor, API server) at http://localhost:{args.port}")
         log = (LOCAL / "demo-airflow.log").open("a")
         proc = subprocess.Popen([AIRFLOW, "standalone"], stdout=log, stderr=subprocess.STDOUT,
@@ -305,6 +307,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "--reprocess-behavior", "failed", "--max-active-runs", "3", check=False, quiet=True)
             _unpause_when_parsed("daily_performance", proc, deadline)
             _unpause_when_parsed("withdrawal_processing", proc, deadline)
+            _unpause_when_parsed("stripe_reconciliation", proc, deadline)
             say("withdrawal_processing is on: it pays the demo's approved requests through the Stripe stand-in")
             say(f"Airflow UI: http://localhost:{args.port}  login: admin / {demo_password(home)}")
             say("the backfill runs three business dates at a time; Ctrl-C stops everything")
@@ -324,6 +327,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
     return 0
+
+
+def connect_the_stripe_stand_in(dsn: str, webhook_url: str) -> None:
+    """The stand-in knows the investors' connected accounts and delivers its events, signed, to the
+    API server's webhook endpoint (connection ``stripe_webhook``); a real Stripe is left alone."""
+    import secrets
+
+    import psycopg
+
+    from investment_jobs_dev.book import connected_accounts_in
+    from investment_jobs_dev.standins.admin import StripeAdmin
+
+    stand_in = f"http://127.0.0.1:{STRIPE_PORT}"
+    if STANDIN_STRIPE_KEY not in os.environ.get("AIRFLOW_CONN_STRIPE_DEFAULT", ""):
+        return
+    with psycopg.connect(dsn) as conn:
+        accounts = connected_accounts_in(conn)
+    admin = StripeAdmin(stand_in)
+    if accounts:
+        admin.connected_accounts(*accounts)
+    secret = json.dumps({"conn_type": "stripe", "password": f"whsec_demo_{secrets.token_hex(16)}"})
+    os.environ.setdefault("AIRFLOW_CONN_STRIPE_WEBHOOK", secret)
+    admin.webhooks(webhook_url, json.loads(os.environ["AIRFLOW_CONN_STRIPE_WEBHOOK"])["password"])
+    say(f"Stripe stand-in: {len(accounts)} connected account(s); its events go to {webhook_url}")
 
 
 def demo_password(home: Path) -> str:
