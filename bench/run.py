@@ -261,8 +261,9 @@ def bench_stack(server, engine_url: str) -> dict:  # noqa: ANN001
         stack.start()
         stack.airflow("dags", "unpause", "daily_performance")
         started = time.perf_counter()
+        # the bounds are business dates, both included (issue 14): exactly D
         stack.airflow("backfill", "create", "--dag-id", "daily_performance", "--from-date", DAY.isoformat(),
-                      "--to-date", (DAY + timedelta(days=1)).isoformat())
+                      "--to-date", DAY.isoformat())
         while True:
             with psycopg.connect(stack.metadata_dsn) as conn:
                 state = conn.execute("SELECT state FROM dag_run WHERE backfill_id IS NOT NULL").fetchone()

@@ -22,7 +22,8 @@ Fault switches (``POST /_admin/faults``, JSON; each ``*_next`` counts down per c
 ``slow_seconds`` (made, reply later than the client waits), ``hold`` (payouts stay
 ``in_transit``), ``in_flight_seconds`` (a create holds its key that long before executing, so a
 concurrent request with the same key gets a 409), ``payout_fee`` (minor units Stripe keeps per
-platform payout). ``POST /_admin/payouts/{id}`` sets a payout's status (e.g. ``paid`` →
+platform payout), ``refuse_reversals`` (a transfer reversal is refused: the connected account
+cannot cover it). ``POST /_admin/payouts/{id}`` sets a payout's status (e.g. ``paid`` →
 ``failed`` with a ``failure_code``: the money returns to its account) or plants another
 ``amount``; ``POST /_admin/balance`` sets the platform's available balance per currency, ``POST
 /_admin/connected_accounts`` adds connected accounts, ``POST /_admin/forget_keys`` ends every
@@ -89,6 +90,7 @@ class Faults:
     hold: bool = False
     in_flight_seconds: float = 0.0  # float-ok: seconds a create holds its key before executing (409s)
     payout_fee: int = 0  # minor units Stripe charges per payout (its balance transaction's fee)
+    refuse_reversals: bool = False  # transfer reversals are refused (the connected account cannot cover them)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Faults:
@@ -104,6 +106,7 @@ class Faults:
             hold=bool(body.get("hold", False)),
             in_flight_seconds=float(body.get("in_flight_seconds", 0.0)),  # float-ok: seconds
             payout_fee=int(body.get("payout_fee", 0)),
+            refuse_reversals=bool(body.get("refuse_reversals", False)),
         )
 
 
@@ -383,7 +386,7 @@ def create_reversal(state: StripeState, transfer_id: str, params: list[tuple[str
         return _error(400, "invalid_request_error", f"Transfer {transfer_id} has only {left} left to reverse.",
                       "transfer_already_reversed" if left == 0 else "amount_too_large", "amount")
     currency, account = transfer["currency"], transfer["destination"]
-    if amount > state.balance_of(currency, account):
+    if amount > state.balance_of(currency, account) or state.faults.refuse_reversals:
         return _error(400, "invalid_request_error", "The connected account's balance cannot cover the reversal.",
                       "balance_insufficient")
     reversal = {"id": f"trr_{secrets.token_hex(12)}", "object": "transfer_reversal", "amount": amount,

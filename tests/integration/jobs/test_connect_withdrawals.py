@@ -242,3 +242,39 @@ def test_two_runs_at_once_make_one_transfer_and_one_payout_per_request(desk):
     assert {requests(book)[r]["status"] for r in ids} == {"completed"}
     assert len(stripe.transfers()) == len(ids) and len(stripe.payouts()) == len(ids)
     assert_conserved(book, stripe, initial)
+
+
+# --- a transfer Stripe will not give back ----------------------------------------------------------------
+def test_a_refused_payout_whose_transfer_cannot_be_given_back_waits_for_an_operator_then_retries(desk):
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs.withdrawals import operator_cases
+
+    book, stripe, accounts, initial = desk
+    stripe.faults(refuse_reversals=True)
+    request_id = connect_request(book, accounts[0], "6.00", bank="ba_not_on_file")
+    assert str(run().state) == "failed"  # a request needs an operator
+    state = requests(book)[request_id]
+    assert state["status"] == "processing" and "refused to reverse transfer" in state["needs_operator"]
+    with connect() as conn:
+        case = operator_cases.case_of(conn, request_id)
+        assert case.case == "transfer_unreversed" and case.options()[1:] == [operator_cases.RETRY]
+        stripe.faults()  # the connected account can cover it again
+        operator_cases.retry(conn, case)
+    assert str(run().state) == "success"
+    assert requests(book)[request_id]["status"] == "failed" and len(stripe.reversals()) == 1
+    assert_conserved(book, stripe, initial)
+
+
+def test_a_returned_payout_whose_transfer_cannot_be_given_back_fails_the_run_until_it_is(desk):
+    book, stripe, accounts, initial = desk
+    request_id = connect_request(book, accounts[0], "8.00")
+    assert str(run().state) == "success"
+    stripe.set_payout(requests(book)[request_id]["payout_id"], status="failed", failure_code="account_closed")
+    stripe.faults(refuse_reversals=True)
+    assert str(run().state) == "failed"
+    assert requests(book)[request_id]["status"] == "completed"  # nothing booked before the money is back
+    stripe.faults()
+    assert str(run().state) == "success"
+    assert requests(book)[request_id]["status"] == "failed" and len(stripe.reversals()) == 1
+    assert balances(book) == initial
+    assert_conserved(book, stripe, initial)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 class GiveBack:
     settled: set[str] = field(default_factory=set)  # requests settle may now fail or reverse
     made: int = 0  # reversals this run made at Stripe
+    refused: list[dict[str, str]] = field(default_factory=list)  # completed ones Stripe would not give back
 
 
 def give_back_transfers(conn: psycopg.Connection, client: StripeClient, request_ids: list[str],
@@ -42,12 +43,12 @@ def give_back_transfers(conn: psycopg.Connection, client: StripeClient, request_
 
     rows = conn.execute(
         """
-        SELECT id::text, transfer_id, transfer_reversal_id FROM investment.withdrawal_requests
+        SELECT id::text, transfer_id, transfer_reversal_id, status FROM investment.withdrawal_requests
         WHERE id = ANY(%s::uuid[])
         """, (request_ids,)).fetchall()
     conn.commit()
     result = GiveBack()
-    for request_id, transfer_id, reversal_id in rows:
+    for request_id, transfer_id, reversal_id, status in rows:
         if transfer_id is None or reversal_id is not None:
             result.settled.add(request_id)
             continue
@@ -67,7 +68,15 @@ def give_back_transfers(conn: psycopg.Connection, client: StripeClient, request_
                 if exc.verdict.kind == PLATFORM:
                     raise platform_refused(exc) from None
                 detail = f"{exc.verdict.code}: {exc.verdict.message}"
-                if exc.verdict.kind == DEFINITE:
+                if exc.verdict.kind == DEFINITE and status == "completed":
+                    # a returned payout of a completed withdrawal: not an operator case (those are
+                    # processing ones); the run fails and names it, and each run tries again
+                    record_ambiguous(conn, request_id, f"transfer {transfer_id} not given back: {detail}")
+                    result.refused.append({"withdrawal_request_id": request_id, "transfer_id": transfer_id,
+                                           "error": detail})
+                    log.error("withdrawal %s: Stripe refused to reverse transfer %s: %s", request_id, transfer_id,
+                              detail)
+                elif exc.verdict.kind == DEFINITE:
                     flag_operator(conn, request_id,
                                   f"the payout failed, and Stripe refused to reverse transfer {transfer_id} "
                                   f"({detail}): the money is on the connected account; Retry once it can be "

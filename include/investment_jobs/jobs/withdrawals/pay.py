@@ -207,8 +207,7 @@ def pay_connected(conn: psycopg.Connection, client: StripeClient, request: Payab
     the step to redo with the same key; past the key window each is first looked up (the transfer by
     its ``transfer_group``, the payout by its metadata on the connected account)."""
     rid, account = request.request_id, request.connected_account
-    transfer_id = attempt.transfer_id
-    if transfer_id is None:
+    if attempt.transfer_id is None:
         try:
             transfer = find_transfer_by_group(client, transfer_group(rid)) if attempt.look_up_first else None
             if transfer is None:
@@ -221,7 +220,7 @@ def pay_connected(conn: psycopg.Connection, client: StripeClient, request: Payab
             return answer_error(conn, request, exc, record_failure)
         if not record_transfer(conn, request, transfer):
             return "conflicts", f"transfer {transfer.id} does not match the request"
-        transfer_id, attempt = transfer.id, Attempt(True)
+        attempt = Attempt(True)  # the payout's key window starts with it
     try:
         found = (find_payout_by_metadata(client, rid, stripe_account=account)
                  if attempt.look_up_first else None)

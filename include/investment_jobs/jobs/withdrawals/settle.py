@@ -91,6 +91,7 @@ def settle_payouts(conn: psycopg.Connection, client: StripeClient, watch: timede
     if to_fail or to_reverse:
         given_back = give_back_transfers(conn, client, [r[0] for r in to_fail + to_reverse], rate_limit_attempts)
         counts["transfers_given_back"] = given_back.made
+        counts["transfers_not_given_back"] = given_back.refused
         to_fail = [r for r in to_fail if r[0] in given_back.settled]
         to_reverse = [r for r in to_reverse if r[0] in given_back.settled]
     if to_fail:

@@ -85,6 +85,10 @@ def outcomes(steps: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
 def check_outcome(summary: dict[str, Any]) -> None:
     """Fail the run when requests need an operator or payouts stayed ambiguous; both stay listed."""
     problems = []
+    stuck = (summary.get("steps", {}).get("settle") or {}).get("transfers_not_given_back") or []
+    if stuck:
+        problems.append(f"{len(stuck)} returned Connect payout(s) whose transfer Stripe refused to reverse "
+                        "(settle's transfers_not_given_back says why); the next run tries again")
     if summary.get("needs_operator"):
         problems.append(f"{summary['needs_operator']} withdrawal request(s) need an operator "
                         "(see needs_operator_requests)")
