@@ -35,6 +35,7 @@ from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.ml_engine.client import page_limit
 from investment_jobs.ml_engine.validation import DailyItem, Rejected, validate_item
 from investment_jobs.money import dumps_lenient
+from investment_jobs.views.summaries import refresh_book_day
 
 if TYPE_CHECKING:
     import psycopg
@@ -407,6 +408,7 @@ def persist(conn: psycopg.Connection, run: RunReference, chain_version: int | No
         upserted = tables.execute(conn, UPSERT_DAY).rowcount
         later = tables.execute(conn, CHAIN_LATER_DAYS_AGAIN, params).rowcount
         rejects = conn.execute(COUNT_STORED_REJECTS, params).fetchone()[0]
+        refresh_book_day(conn, run.business_date)  # the fund view's sums of D, in D's transaction
         conn.execute(BUMP_CHAIN_VERSION)
     return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
             "chained_again_after_a_concurrent_date": rechained_d}

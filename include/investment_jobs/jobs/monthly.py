@@ -34,6 +34,7 @@ from investment_jobs.config import SUMMARY_ID_LIMIT
 from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.fees import performance_fee
 from investment_jobs.jobs.decisions import decisions_of_run
+from investment_jobs.views.summaries import refresh_period
 
 if TYPE_CHECKING:
     import psycopg
@@ -318,6 +319,7 @@ def distribute(conn: psycopg.Connection, run: RunReference, approved: dict[str, 
         tables.execute(conn, FIX_PERIOD_RATES, params)
         rows = tables.execute(conn, DISTRIBUTE, params).fetchall()
         computed = tables.execute(conn, COUNT_READY).fetchone()[0]
+        refresh_period(conn, run.key)  # the fund view's sums of P, in P's transaction
     written = {"distributed": 0, "no_profit": 0}
     for (status,) in rows:
         written[status] += 1

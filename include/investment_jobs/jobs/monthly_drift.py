@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from investment_jobs.fees import performance_fee
 from investment_jobs.jobs import monthly
+from investment_jobs.views.summaries import refresh_period
 
 if TYPE_CHECKING:
     import psycopg
@@ -170,5 +171,7 @@ def apply(conn: psycopg.Connection, period: str, items: list[Proposal], choice: 
             if row is not None:
                 corrected.append(p.account_id)
                 moved[p.currency] = moved.get(p.currency, Decimal(0)) + delta
+        if corrected:
+            refresh_period(conn, period)
     return {"decision_id": decision_id, "corrected": corrected, "changed_meanwhile": changed_meanwhile,
             "net_delta_by_currency": {c: str(v) for c, v in sorted(moved.items())}}

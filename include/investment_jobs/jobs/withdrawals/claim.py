@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from investment_jobs.config import SUMMARY_ID_LIMIT, CurrencyAmounts
 from investment_jobs.jobs.withdrawals.state import amounts_by_currency, as_text, log
 from investment_jobs.stripe.payouts import DESTINATION_SQL, Rejection, destination_of, rejection_for
+from investment_jobs.views.summaries import refresh_payouts_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -97,6 +98,7 @@ def claim_requests(conn: psycopg.Connection, run_id: str, batch_size: int,
                 SET status = 'rejected', rejection_reason = %s, processed_at = now(), updated_at = now()
                 WHERE id = %s AND status = 'approved'
                 """, [(reason, c.request_id) for c, reason in to_reject])
+        refresh_payouts_of(conn, [c.request_id for c, _ in to_process])  # now in flight
     claimed_amounts, rejected_amounts = amounts_by_currency(), amounts_by_currency()
     for c, _ in to_process:
         claimed_amounts[c.currency] += c.amount

@@ -45,6 +45,7 @@ from investment_jobs.stripe.payouts import (
     transfer_key,
     transfer_params,
 )
+from investment_jobs.views.summaries import refresh_payouts_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -155,6 +156,7 @@ def begin_attempt(conn: psycopg.Connection, request_id: str, key_window: timedel
             conn.execute(
                 """UPDATE investment.withdrawal_requests SET status = 'rejected', rejection_reason = %s,
                           processed_at = now(), updated_at = now() WHERE id = %s""", (reason, request_id))
+            refresh_payouts_of(conn, [request_id])  # no longer in flight
             conn.commit()
             log.warning("withdrawal %s rejected at pay time: %s", request_id, reason)
             return Attempt(False, outcome="rejected", detail=reason)
@@ -340,6 +342,7 @@ def record_failure(conn: psycopg.Connection, request_id: str, code: str, message
             processed_at = now(), updated_at = now()
         WHERE id = %s AND status = 'processing'
         """, (code, message, request_id))
+    refresh_payouts_of(conn, [request_id])  # failed, in the same transaction
     conn.commit()
 
 

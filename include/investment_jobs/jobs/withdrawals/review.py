@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from investment_jobs.jobs.withdrawals.state import log
+from investment_jobs.views.summaries import refresh_payouts_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -139,6 +140,7 @@ def apply(conn: psycopg.Connection, approved: list[str], declined: list[str], wh
         done_approve = [r for (r,) in conn.execute(APPROVE, (who, None, approved)).fetchall()] if approved else []
         why = f"declined by {who}: {reason or 'no reason given'}"
         done_decline = [r for (r,) in conn.execute(DECLINE, (who, why[:1000], declined)).fetchall()] if declined else []
+        refresh_payouts_of(conn, [str(r) for r in done_decline])  # no longer in flight
     for rid in done_decline:
         log.warning("withdrawal %s %s", rid, why)
     return {"approved": done_approve, "declined": done_decline}

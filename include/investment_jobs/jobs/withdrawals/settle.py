@@ -22,6 +22,7 @@ from investment_jobs.jobs.withdrawals.state import (
 from investment_jobs.jobs.withdrawals.webhook_inbox import final_payout_states, mark_events_applied
 from investment_jobs.stripe.calls import Payout, StripeCallError, payouts_created_since, retrieve_payout
 from investment_jobs.stripe.payouts import PLATFORM
+from investment_jobs.views.summaries import refresh_payouts_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -238,6 +239,7 @@ def complete(conn: psycopg.Connection, request_ids: list[str]) -> dict[str, Any]
             ON CONFLICT (withdrawal_request_id) DO NOTHING
             """)
         amounts = _total_per_currency(conn, "completing")
+        refresh_payouts_of(conn, [r[0] for r in conn.execute("SELECT request_id::text FROM completing").fetchall()])
         if uncovered:
             conn.cursor().executemany(
                 """UPDATE investment.withdrawal_requests SET needs_operator = %s, operator_case = %s,
@@ -264,6 +266,7 @@ def fail_processing(conn: psycopg.Connection, failures: list[tuple[str, str, str
             FROM failing f WHERE w.id = f.request_id AND w.status = 'processing'
             RETURNING w.currency, w.amount
             """).fetchall()
+        refresh_payouts_of(conn, [f[0] for f in failures])
     amounts = amounts_by_currency()
     for currency, amount in rows:
         amounts[currency] += amount
@@ -319,6 +322,7 @@ def reverse(conn: psycopg.Connection, reversals: list[tuple[str, str, str, str]]
             FROM reversal_reasons r WHERE w.id = r.request_id
             """).rowcount
         amounts = _total_per_currency(conn, "reversing")
+        refresh_payouts_of(conn, [r[0] for r in reversals if r[0] in locked])
     for rid, _, code, message in reversals:
         log.error("withdrawal %s: payout failed after it was paid (%s: %s); reversed", rid, code, message)
     return {"reversed": done, "reversed_amounts": amounts}

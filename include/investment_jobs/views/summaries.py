@@ -1,0 +1,189 @@
+"""The summary tables of the fund view, rewritten inside the jobs' own transactions.
+
+Each refresh recomputes the summary rows of what the transaction touched (a business date, a
+period, the dates of some withdrawals) from the rows they summarise, so whatever order runs and
+reruns come in, a summary equals a recomputation from the raw rows. None of them is incremental
+arithmetic that a retry could apply twice. All three are set-based SQL over indexed slices.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
+
+# Buckets of the accounts' daily returns, in percent: width_bucket's edges (bucket 0 is below the
+# first edge, bucket len(edges) at or above the last).
+RETURN_BUCKET_EDGES = ("-5", "-2", "-1", "-0.5", "0", "0.5", "1", "2", "5")
+RANKED = 5  # best and worst accounts kept per product and date
+EDGES = ", ".join(RETURN_BUCKET_EDGES)
+
+BOOK_DAY = f"""
+    WITH day AS (
+        SELECT date, account_id, product_id, opening_balance, closing_balance, daily_return, daily_return_percentage,
+               trades_executed, winning_trades, losing_trades
+        FROM investment.daily_performance WHERE date = ANY(%(days)s::date[])
+    ), buckets AS (
+        SELECT product_id, date, jsonb_object_agg(bucket, accounts ORDER BY bucket) AS return_buckets
+        FROM (SELECT product_id, date,
+                     width_bucket(daily_return_percentage, ARRAY[{EDGES}]::numeric[]) AS bucket,
+                     count(*) AS accounts
+              FROM day GROUP BY 1, 2, 3) b
+        GROUP BY product_id, date
+    ), ranked AS (
+        SELECT product_id, date, account_id, daily_return_percentage, daily_return,
+               row_number() OVER (PARTITION BY product_id, date
+                                  ORDER BY daily_return_percentage DESC, account_id) AS best,
+               row_number() OVER (PARTITION BY product_id, date ORDER BY daily_return_percentage, account_id) AS worst
+        FROM day
+    ), extremes AS (
+        SELECT product_id, date,
+               jsonb_agg(jsonb_build_object('account_id', account_id, 'daily_return_percentage',
+                                            daily_return_percentage::text, 'daily_return', daily_return::text)
+                         ORDER BY best) FILTER (WHERE best <= {RANKED}) AS best,
+               jsonb_agg(jsonb_build_object('account_id', account_id, 'daily_return_percentage',
+                                            daily_return_percentage::text, 'daily_return', daily_return::text)
+                         ORDER BY worst) FILTER (WHERE worst <= {RANKED}) AS worst
+        FROM ranked WHERE best <= {RANKED} OR worst <= {RANKED} GROUP BY product_id, date
+    )
+    INSERT INTO investment.book_daily (product_id, date, currency, accounts, opening_balance, closing_balance,
+        daily_return, trades_executed, winning_trades, losing_trades, return_buckets, best, worst)
+    SELECT d.product_id, d.date, p.currency, count(*), sum(d.opening_balance), sum(d.closing_balance),
+           sum(d.daily_return), sum(d.trades_executed), sum(d.winning_trades), sum(d.losing_trades),
+           b.return_buckets, e.best, e.worst
+    FROM day d
+    JOIN investment.products p ON p.id = d.product_id
+    JOIN buckets b ON b.product_id = d.product_id AND b.date = d.date
+    JOIN extremes e ON e.product_id = d.product_id AND e.date = d.date
+    GROUP BY d.product_id, d.date, p.currency, b.return_buckets, e.best, e.worst
+"""  # noqa: S608 - constants of this module
+
+
+def _lock(conn: psycopg.Connection, name: str) -> None:
+    """One writer per summary slice until the transaction ends: a concurrent refresh of the same
+    slice waits, then deletes what this one wrote, instead of colliding on its primary key."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+
+
+def refresh_book_day(conn: psycopg.Connection, day: date) -> int:
+    """Rewrite D's ``book_daily`` rows from D's stored days (inside the caller's transaction)."""
+    return refresh_book_days(conn, [day])
+
+
+def refresh_book_days(conn: psycopg.Connection, days: list[date]) -> int:
+    for day in sorted(days):
+        _lock(conn, f"book_daily:{day.isoformat()}")
+    conn.execute("DELETE FROM investment.book_daily WHERE date = ANY(%s::date[])", (list(days),))
+    return conn.execute(BOOK_DAY, {"days": list(days)}).rowcount
+
+
+PERIOD = """
+    INSERT INTO investment.distribution_monthly (product_id, period, currency, accounts, distributed_accounts,
+        no_profit_accounts, gross_profit, performance_fee_amount, net_profit, below_high_water_mark)
+    SELECT d.product_id, d.period, p.currency, count(*), count(*) FILTER (WHERE d.status = 'distributed'),
+           count(*) FILTER (WHERE d.status = 'no_profit'),
+           sum(coalesce(c.gross_profit, d.gross_profit)), sum(coalesce(c.performance_fee_amount,
+                                                                     d.performance_fee_amount)),
+           sum(coalesce(c.net_profit, d.net_profit)),
+           count(*) FILTER (WHERE d.fee_model = 'high_water_mark' AND d.cumulative_return < d.high_water_mark_after)
+    FROM investment.distributions d
+    JOIN investment.products p ON p.id = d.product_id
+    LEFT JOIN LATERAL (SELECT dc.gross_profit, dc.performance_fee_amount, dc.net_profit
+                       FROM investment.distribution_corrections dc WHERE dc.distribution_id = d.id
+                       ORDER BY dc.id DESC LIMIT 1) c ON true
+    WHERE d.period = ANY(%(periods)s)
+    GROUP BY d.product_id, d.period, p.currency
+"""
+
+
+def refresh_period(conn: psycopg.Connection, period: str) -> int:
+    """Rewrite P's ``distribution_monthly`` rows from its distributions and their corrections."""
+    return refresh_periods(conn, [period])
+
+
+def refresh_periods(conn: psycopg.Connection, periods: list[str]) -> int:
+    for period in sorted(periods):
+        _lock(conn, f"distribution_monthly:{period}")
+    conn.execute("DELETE FROM investment.distribution_monthly WHERE period = ANY(%s)", (list(periods),))
+    return conn.execute(PERIOD, {"periods": list(periods)}).rowcount
+
+
+PAYOUT_DAY = """
+    WITH bounds AS (
+        SELECT (%(day)s::date)::timestamp AT TIME ZONE %(tz)s AS start_at,
+               (%(day)s::date + 1)::timestamp AT TIME ZONE %(tz)s AS end_at
+    ), movements AS (
+        SELECT w.currency, t.type AS kind, t.amount
+        FROM bounds, investment.transactions t
+        JOIN investment.withdrawal_requests w ON w.id = t.withdrawal_request_id
+        WHERE t.type IN ('withdrawal', 'withdrawal_reversal')
+          AND t.processed_at >= bounds.start_at AND t.processed_at < bounds.end_at
+        UNION ALL
+        SELECT w.currency, 'failed', w.amount
+        FROM bounds, investment.withdrawal_requests w
+        WHERE w.status = 'failed' AND w.transaction_id IS NULL AND w.currency IS NOT NULL
+          AND w.processed_at >= bounds.start_at AND w.processed_at < bounds.end_at
+        UNION ALL
+        SELECT w.currency, 'in_flight', w.amount
+        FROM bounds, investment.withdrawal_requests w
+        WHERE w.status = 'processing' AND w.claimed_at >= bounds.start_at AND w.claimed_at < bounds.end_at
+    )
+    INSERT INTO investment.payouts_daily (date, currency, paid_count, paid_amount, reversed_count, reversed_amount,
+        failed_count, failed_amount, in_flight_count, in_flight_amount)
+    SELECT %(day)s, currency,
+           count(*) FILTER (WHERE kind = 'withdrawal'), coalesce(sum(amount) FILTER (WHERE kind = 'withdrawal'), 0),
+           count(*) FILTER (WHERE kind = 'withdrawal_reversal'),
+           coalesce(sum(amount) FILTER (WHERE kind = 'withdrawal_reversal'), 0),
+           count(*) FILTER (WHERE kind = 'failed'), coalesce(sum(amount) FILTER (WHERE kind = 'failed'), 0),
+           count(*) FILTER (WHERE kind = 'in_flight'), coalesce(sum(amount) FILTER (WHERE kind = 'in_flight'), 0)
+    FROM movements GROUP BY currency
+"""
+
+DAYS_OF_REQUESTS = """
+    SELECT DISTINCT day FROM (
+        SELECT (claimed_at AT TIME ZONE %(tz)s)::date AS day FROM investment.withdrawal_requests
+        WHERE id = ANY(%(ids)s::uuid[]) AND claimed_at IS NOT NULL
+        UNION ALL
+        SELECT (processed_at AT TIME ZONE %(tz)s)::date FROM investment.withdrawal_requests
+        WHERE id = ANY(%(ids)s::uuid[]) AND processed_at IS NOT NULL
+        UNION ALL
+        SELECT (processed_at AT TIME ZONE %(tz)s)::date FROM investment.transactions
+        WHERE withdrawal_request_id = ANY(%(ids)s::uuid[]) AND type IN ('withdrawal', 'withdrawal_reversal')
+    ) d
+"""
+
+
+def refresh_payout_days(conn: psycopg.Connection, days: set[date], tz: str) -> None:
+    """Rewrite ``payouts_daily`` for ``days`` (business dates in ``tz``)."""
+    for day in sorted(days):  # sorted: two transactions take the dates' locks in one order
+        _lock(conn, f"payouts_daily:{day.isoformat()}")
+        conn.execute("DELETE FROM investment.payouts_daily WHERE date = %s", (day,))
+        conn.execute(PAYOUT_DAY, {"day": day, "tz": tz})
+
+
+def refresh_payouts_of(conn: psycopg.Connection, request_ids: list[str], tz: str | None = None) -> None:
+    """Rewrite ``payouts_daily`` for every date these requests' claims, outcomes and ledger rows fall
+    on (inside the transaction that just changed them)."""
+    if not request_ids:
+        return
+    if tz is None:
+        from investment_jobs.config import cron_timezone
+
+        tz = cron_timezone()
+    days = {row[0] for row in conn.execute(DAYS_OF_REQUESTS, {"ids": list(request_ids), "tz": tz}).fetchall()}
+    refresh_payout_days(conn, days, tz)
+
+
+def rebuild_all(conn: psycopg.Connection, tz: str) -> None:
+    """Every summary row from the raw rows (a migration's backfill; the equality tests' reference)."""
+    days = [r[0] for r in conn.execute("SELECT DISTINCT date FROM investment.daily_performance").fetchall()]
+    periods = [r[0] for r in conn.execute("SELECT DISTINCT period FROM investment.distributions").fetchall()]
+    refresh_book_days(conn, days)
+    refresh_periods(conn, periods)
+    ids = [r[0] for r in conn.execute(
+        "SELECT id::text FROM investment.withdrawal_requests WHERE claimed_at IS NOT NULL OR processed_at IS NOT NULL"
+    ).fetchall()]
+    conn.execute("DELETE FROM investment.payouts_daily")
+    refresh_payouts_of(conn, ids, tz)

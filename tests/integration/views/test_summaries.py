@@ -1,0 +1,134 @@
+"""The fund view's summary tables stay equal to a recomputation from the raw rows, whatever the
+jobs did: a month of days in shuffled order, a rerun, withdrawals paid, failed and reversed, and
+the month's distribution."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from tests.support.airflow_runs import run_dag
+from tests.support.withdrawals import accounts_by_currency, add_request, requests
+
+pytestmark = pytest.mark.integration
+
+MONTH = [date(2026, 1, 1) + timedelta(days=i) for i in range(31)]
+SUMMARIES = {
+    "book_daily": "product_id, date",
+    "distribution_monthly": "product_id, period",
+    "payouts_daily": "date, currency",
+}
+def _read(conn: psycopg.Connection) -> dict[str, list[tuple]]:
+    """Every summary row (but its created_at/updated_at, which differ between writes), in key order."""
+    out = {}
+    for table, order in SUMMARIES.items():
+        columns = [r[0] for r in conn.execute(
+            """SELECT column_name FROM information_schema.columns WHERE table_schema = 'investment'
+               AND table_name = %s AND column_name NOT IN ('created_at', 'updated_at') ORDER BY ordinal_position""",
+            (table,)).fetchall()]
+        out[table] = conn.execute(f"SELECT {', '.join(columns)} FROM investment.{table} ORDER BY {order}").fetchall()
+    return out
+
+
+def summaries(dsn: str) -> dict[str, list[tuple]]:
+    with psycopg.connect(dsn) as conn:
+        return _read(conn)
+
+
+def recomputed(dsn: str) -> dict[str, list[tuple]]:
+    """The same tables rebuilt from the raw rows, in a transaction that is rolled back."""
+    from investment_jobs.views.summaries import rebuild_all
+
+    with psycopg.connect(dsn) as conn:
+        rebuild_all(conn, "UTC")
+        out = _read(conn)
+        conn.rollback()
+    return out
+
+
+def run_day(day: date) -> None:
+    """daily_performance's steps for D, as its tasks call them (without Airflow around them)."""
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs import daily
+    from investment_jobs.ml_engine.client import MLEngineClient
+
+    run = daily.reference_for(day, f"summaries-{day}")
+    with connect() as conn, MLEngineClient() as client:
+        daily.snapshot_active_accounts(conn, run, "UTC")
+        daily.pull_performance(conn, client, run, 7)
+        computed = daily.compute_returns(conn, run, "UTC")
+        daily.persist(conn, run, computed["chain_version"])
+        daily.update_account_snapshots(conn, run, "UTC")
+        daily.drop_staging(conn, run)
+
+
+def test_the_summaries_equal_a_recomputation_after_everything_the_jobs_do(book, stripe_standin, airflow_db):
+    shuffled = MONTH[:]
+    random.Random(17).shuffle(shuffled)
+    for day in shuffled:
+        run_day(day)
+    run_day(MONTH[9])  # a rerun of one day
+    assert summaries(book.dsn) == recomputed(book.dsn)
+    assert len(summaries(book.dsn)["book_daily"]) == len(book.query(
+        "SELECT DISTINCT product_id, date FROM investment.daily_performance"))
+
+    # withdrawals: paid, refused, then one reversed after it was paid
+    usd = accounts_by_currency(book)["usd"]
+    paid = add_request(book, usd[0], "10.00")
+    refused = add_request(book, usd[1], "5.00", destination={"bank_account_id": "nope"}, created_offset=1)
+    returned = add_request(book, usd[2], "7.00", created_offset=2)
+    for currency, rows in accounts_by_currency(book).items():
+        if currency != "usd":
+            add_request(book, rows[0], {"jpy": "300", "kwd": "0.500"}.get(currency, "2.00"))
+    stripe_standin.faults(hold=True)
+    assert str(run_dag("withdrawal_processing", MONTH[-1]).state) == "success"
+    in_flight = summaries(book.dsn)["payouts_daily"]
+    assert sum(r[8] for r in in_flight) >= 3  # claimed and still in transit
+    assert summaries(book.dsn) == recomputed(book.dsn)
+    stripe_standin.faults(hold=False)
+    assert str(run_dag("withdrawal_processing", MONTH[-1]).state) == "success"
+    stripe_standin.set_payout(requests(book)[returned]["payout_id"], status="failed", failure_code="account_closed")
+    assert str(run_dag("withdrawal_processing", MONTH[-1]).state) == "success"
+    assert requests(book)[paid]["status"] == "completed" and requests(book)[returned]["status"] == "failed"
+    assert requests(book)[refused]["status"] == "failed"
+    now = summaries(book.dsn)
+    assert now == recomputed(book.dsn)
+    usd_rows = [r for r in now["payouts_daily"] if r[1] == "usd"]
+    assert sum(r[3] for r in usd_rows) == Decimal("17.00")  # paid: 10 + 7 (the 7 came back later)
+    assert sum(r[5] for r in usd_rows) == Decimal("7.00")  # reversed
+    assert sum(r[7] for r in usd_rows) == Decimal("5.00")  # failed without being paid
+    assert sum(r[8] for r in now["payouts_daily"]) == 0  # nothing in flight any more
+
+    # the month's distribution
+    assert str(run_dag("monthly_distribution", MONTH[0]).state) == "success"
+    monthly = summaries(book.dsn)["distribution_monthly"]
+    assert monthly and {r[1] for r in monthly} == {"2026-01"}
+    totals = book.query("""SELECT sum(gross_profit), sum(performance_fee_amount), sum(net_profit), count(*)
+                           FROM investment.distributions WHERE period = '2026-01'""")[0]
+    assert (sum(r[6] for r in monthly), sum(r[7] for r in monthly), sum(r[8] for r in monthly),
+            sum(r[3] for r in monthly)) == totals
+    assert summaries(book.dsn) == recomputed(book.dsn)
+
+
+def test_the_migration_summarises_what_was_stored_before_it(pg_server):
+    """Rows stored before migration 0010 are summarised by it (migrate to 0009, store, migrate on)."""
+    from investment_jobs.db.migrate import upgrade
+    from investment_jobs_dev.book import plan_book, seed_book
+    from tests.support.book import fill_days
+
+    dsn = pg_server.fresh_database("ij_summaries_migration")
+    try:
+        upgrade(lambda: psycopg.connect(dsn), "0009")
+        with psycopg.connect(dsn) as conn:
+            seed_book(conn, plan_book(8, seed=3, first_open=date(2025, 6, 1), last_open=date(2025, 12, 1)), seed=3)
+        fill_days(dsn, MONTH[0], MONTH[4])
+        upgrade(lambda: psycopg.connect(dsn))
+        stored = summaries(dsn)["book_daily"]
+        assert {r[1] for r in stored} == set(MONTH[:5])
+        assert summaries(dsn) == recomputed(dsn)
+    finally:
+        pg_server.drop_database("ij_summaries_migration")
