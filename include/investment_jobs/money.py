@@ -232,3 +232,12 @@ def minor_unit_exponent(code: str) -> int:
 
 def minor_unit(code: str) -> Decimal:
     return Decimal(1).scaleb(-minor_unit_exponent(code))
+
+
+def shown(amount: Decimal, currency: str) -> str:
+    """An amount as a person reads it: in the currency's minor unit when that is exact (it is for
+    every figure the jobs write), else every digit it has. Never rounded."""
+    unit = minor_unit(currency)
+    if amount == amount.quantize(unit):
+        return f"{amount.quantize(unit):,}"
+    return f"{amount.normalize():,f}"

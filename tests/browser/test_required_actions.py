@@ -46,7 +46,7 @@ def test_an_operator_reads_the_months_totals_approves_and_sees_the_run_finish(pg
                                                                              tmp_path) -> None:  # noqa: ANN001
     import psycopg
 
-    from investment_jobs.jobs.monthly_review import shown
+    from investment_jobs.money import shown
     from investment_jobs_dev.book import plan_book, seed_book
 
     names, dsn = stack_databases(pg_server, template_db, "hitl_ui")

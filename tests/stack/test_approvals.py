@@ -286,7 +286,7 @@ def test_money_moves_only_after_a_money_approver_says_so(pg_server, template_db,
         assert paid and {cur: (int(t["accounts"]), Decimal(t["gross_profit"]), Decimal(t["performance_fees"]),
                                Decimal(t["net_profit"])) for cur, t in figures["totals_by_currency"].items()} == paid
         for cur, (_, _, _, net) in paid.items():  # the page said the same
-            from investment_jobs.jobs.monthly_review import shown as as_shown
+            from investment_jobs.money import shown as as_shown
 
             assert f"**{as_shown(net, cur)}**" in page["body"]
         summary = summary_of(stack, "monthly_distribution", january)

@@ -35,7 +35,7 @@ from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.ml_engine.client import page_limit
 from investment_jobs.ml_engine.validation import DailyItem, Rejected, validate_item
 from investment_jobs.money import dumps_lenient
-from investment_jobs.views.summaries import refresh_book_day
+from investment_jobs.views.summaries import record_run_quality, refresh_book_day
 
 if TYPE_CHECKING:
     import psycopg
@@ -445,6 +445,11 @@ def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any
     drifted = [r[0] for r in tables.execute(conn, DRIFTED_DISTRIBUTIONS, {
         "period": period.key, "start": period.first_day, "end": period.last_day}).fetchall()]
     conn.rollback()
+    by_reason: dict[str, int] = {}
+    for _, reason in rejects:
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    record_run_quality(conn, "daily_performance", run.key, run.run_id, active=counts.get("active_accounts"),
+                       stored=counts.get("ready"), missing=len(missing), rejected_by_reason=by_reason)
     return {
         "job_name": "daily_performance",
         "business_date": run.key,

@@ -34,7 +34,7 @@ from investment_jobs.config import SUMMARY_ID_LIMIT
 from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.fees import performance_fee
 from investment_jobs.jobs.decisions import decisions_of_run
-from investment_jobs.views.summaries import refresh_period
+from investment_jobs.views.summaries import record_run_quality, refresh_period
 
 if TYPE_CHECKING:
     import psycopg
@@ -338,6 +338,11 @@ def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any
     rate_changes = tables.execute(conn, RATES_CHANGED_SINCE).fetchall()
     drift = tables.execute(conn, DRIFTED).fetchall()
     conn.rollback()
+    held_by_reason: dict[str, int] = {}
+    for _, reason, _, _ in held:
+        held_by_reason[reason] = held_by_reason.get(reason, 0) + 1
+    record_run_quality(conn, "monthly_distribution", run.key, run.run_id,
+                       active=sum(int(v) for v in outcomes.values()), held_back_by_reason=held_by_reason)
     decided = decisions_of_run(conn, "monthly_distribution", run.run_id)
 
     def differences(row: tuple) -> dict[str, dict[str, str]]:

@@ -99,7 +99,7 @@ def proposals(conn: psycopg.Connection, run: RunReference) -> list[Proposal]:
 
 
 def render(items: list[Proposal], period: str) -> str:
-    from investment_jobs.jobs.monthly_review import shown
+    from investment_jobs.money import shown
 
     lines = [f"**{len(items)}** account(s) of **{period}** were distributed, and their stored days now add up "
              "differently (a day was rerun after the distribution). Nothing was paid again. Choose for the month:",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from investment_jobs.config import CurrencyAmounts
 from investment_jobs.jobs import monthly
+from investment_jobs.money import shown
 
 if TYPE_CHECKING:
     import psycopg
@@ -162,17 +163,6 @@ def review(conn: psycopg.Connection, run: RunReference, fee_alert: CurrencyAmoun
 
 
 # --- the page --------------------------------------------------------------------------------
-def shown(amount: Decimal, currency: str) -> str:
-    """An amount as a reviewer reads it: in the currency's minor unit when that is exact (it is for
-    every figure the job writes), else every digit it has. Never rounded."""
-    from investment_jobs.money import minor_unit
-
-    unit = minor_unit(currency)
-    if amount == amount.quantize(unit):
-        return f"{amount.quantize(unit):,}"
-    return f"{amount.normalize():,f}"
-
-
 def render(review: Review) -> str:
     """The approval page's body (Markdown, as the UI's Required Actions shows it)."""
     from investment_jobs.operations.alerts import date_ranges

@@ -82,6 +82,7 @@ class DistributionApprovalOperator(AskingOperator):
         from investment_jobs.db.connect import connect
         from investment_jobs.db.staging import RunReference
         from investment_jobs.jobs import monthly_review
+        from investment_jobs.money import shown
 
         run = RunReference.from_xcom(self.assessment["run"])
         mode = config.distribution_approval()
@@ -101,7 +102,7 @@ class DistributionApprovalOperator(AskingOperator):
             return {"approved": True, "decided_by": decided_by, "fingerprint": review.fingerprint,
                     "accounts": review.accounts, "decision_id": decision_id}
 
-        totals = "; ".join(f"{cur} net {monthly_review.shown(t['net_profit'], cur)}"
+        totals = "; ".join(f"{cur} net {shown(t['net_profit'], cur)}"
                            for cur, t in review.totals().items())
         self.subject = f"Approve {run.key}: {review.accounts} account(s), {totals}"[:250]
         self.body = monthly_review.render(review)

@@ -187,3 +187,31 @@ def rebuild_all(conn: psycopg.Connection, tz: str) -> None:
     ).fetchall()]
     conn.execute("DELETE FROM investment.payouts_daily")
     refresh_payouts_of(conn, ids, tz)
+
+
+RUN_QUALITY = """
+    INSERT INTO investment.run_quality (job, subject, run_id, active_accounts, stored, missing, rejected,
+                                        rejected_by_reason, held_back, held_back_by_reason)
+    VALUES (%(job)s, %(subject)s, %(run_id)s, %(active)s, %(stored)s, %(missing)s, %(rejected)s,
+            %(rejected_by_reason)s, %(held_back)s, %(held_back_by_reason)s)
+    ON CONFLICT (job, subject) DO UPDATE SET
+        run_id = excluded.run_id, active_accounts = excluded.active_accounts, stored = excluded.stored,
+        missing = excluded.missing, rejected = excluded.rejected, rejected_by_reason = excluded.rejected_by_reason,
+        held_back = excluded.held_back, held_back_by_reason = excluded.held_back_by_reason, updated_at = now()
+"""
+
+
+def record_run_quality(conn: psycopg.Connection, job: str, subject: str, run_id: str, *,
+                       active: int | None = None, stored: int | None = None, missing: int = 0,
+                       rejected_by_reason: dict[str, int] | None = None,
+                       held_back_by_reason: dict[str, int] | None = None) -> None:
+    """What the last run of a date or period found (its own transaction: a run's facts, not rows)."""
+    import json
+
+    rejected_by_reason = rejected_by_reason or {}
+    held_back_by_reason = held_back_by_reason or {}
+    with conn.transaction():
+        conn.execute(RUN_QUALITY, {
+            "job": job, "subject": subject, "run_id": run_id, "active": active, "stored": stored, "missing": missing,
+            "rejected": sum(rejected_by_reason.values()), "rejected_by_reason": json.dumps(rejected_by_reason),
+            "held_back": sum(held_back_by_reason.values()), "held_back_by_reason": json.dumps(held_back_by_reason)})

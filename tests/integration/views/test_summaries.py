@@ -58,11 +58,12 @@ def run_day(day: date) -> None:
 
     run = daily.reference_for(day, f"summaries-{day}")
     with connect() as conn, MLEngineClient() as client:
-        daily.snapshot_active_accounts(conn, run, "UTC")
-        daily.pull_performance(conn, client, run, 7)
-        computed = daily.compute_returns(conn, run, "UTC")
-        daily.persist(conn, run, computed["chain_version"])
-        daily.update_account_snapshots(conn, run, "UTC")
+        counts = {"active_accounts": daily.snapshot_active_accounts(conn, run, "UTC")}
+        counts.update(daily.pull_performance(conn, client, run, 7))
+        counts.update(daily.compute_returns(conn, run, "UTC"))
+        counts.update(daily.persist(conn, run, counts["chain_version"]))
+        counts.update(daily.update_account_snapshots(conn, run, "UTC"))
+        daily.summarise(conn, run, counts, 0)
         daily.drop_staging(conn, run)
 
 

@@ -11,6 +11,9 @@
 - ``investment.payouts_daily``: per business date and currency, withdrawals paid (by the ledger's
   ``withdrawal`` transactions), reversed (``withdrawal_reversal``), failed without being paid, and
   in flight (claimed that day, still processing). Rewritten for the dates a withdrawal step touched.
+- ``investment.run_quality``: what the last run of a business date or period found: active
+  accounts, stored, missing (active but not sent by the engine), rejected by reason, accounts held
+  back by reason. Written by the runs' summaries.
 
 Written 2026-12-02.
 """
@@ -76,6 +79,22 @@ def upgrade() -> None:
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (date, currency)
         );
+        CREATE TABLE investment.run_quality (
+            job text NOT NULL CHECK (job IN ('daily_performance', 'monthly_distribution')),
+            subject text NOT NULL,
+            run_id text NOT NULL,
+            active_accounts integer,
+            stored integer,
+            missing integer NOT NULL DEFAULT 0,
+            rejected integer NOT NULL DEFAULT 0,
+            rejected_by_reason jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            held_back integer NOT NULL DEFAULT 0,
+            held_back_by_reason jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (job, subject)
+        );
+
         CREATE INDEX withdrawal_requests_processed_idx ON investment.withdrawal_requests (processed_at)
             WHERE processed_at IS NOT NULL;
         CREATE INDEX withdrawal_requests_claimed_idx ON investment.withdrawal_requests (claimed_at)
@@ -97,6 +116,7 @@ def downgrade() -> None:
         DROP INDEX investment.transactions_withdrawal_day_idx;
         DROP INDEX investment.withdrawal_requests_claimed_idx;
         DROP INDEX investment.withdrawal_requests_processed_idx;
+        DROP TABLE investment.run_quality;
         DROP TABLE investment.payouts_daily;
         DROP TABLE investment.distribution_monthly;
         DROP TABLE investment.book_daily;
