@@ -214,6 +214,102 @@ def bench_monthly(server) -> dict:  # noqa: ANN001
     return result
 
 
+def bench_fund(dsn: str, daily_job_seconds: float) -> dict:
+    """The fund view on the 100k-account book of the monthly benchmark (31 stored days and the
+    month's distributions): what its summary costs a daily run, and each section's data time over a
+    year of summary rows (the 31 real days' rows repeated over 2025-02 … 2026-01: a summary table
+    holds one row per product and date, whatever the number of accounts)."""
+    import statistics
+    from datetime import timedelta
+
+    import psycopg
+
+    from investment_jobs.operations import fund_view
+    from investment_jobs.operations.fund_page import render
+    from investment_jobs.views import fund
+    from investment_jobs.views.summaries import refresh_book_day, refresh_periods
+
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(31)]
+    with psycopg.connect(dsn) as conn:
+        refresh_costs = []
+        for day in days:  # what persist pays per business date at 100k accounts
+            started = time.perf_counter()
+            refresh_book_day(conn, day)
+            conn.commit()
+            refresh_costs.append(time.perf_counter() - started)
+        refresh_periods(conn, ["2026-01"])
+        # A year of summary rows: the real days shifted back month by month (untimed setup).
+        for months_back in range(1, 12):
+            conn.execute(
+                """INSERT INTO investment.book_daily (product_id, date, currency, accounts, opening_balance,
+                       closing_balance, daily_return, trades_executed, winning_trades, losing_trades, return_buckets,
+                       best, worst)
+                   SELECT product_id, (date - make_interval(months => %s))::date, currency, accounts, opening_balance,
+                          closing_balance, daily_return, trades_executed, winning_trades, losing_trades,
+                          return_buckets, best, worst
+                   FROM investment.book_daily WHERE date BETWEEN '2026-01-01' AND '2026-01-31'
+                   ON CONFLICT DO NOTHING""", (months_back,))
+            conn.execute(
+                """INSERT INTO investment.distribution_monthly (product_id, period, currency, accounts,
+                       distributed_accounts, no_profit_accounts, gross_profit, performance_fee_amount, net_profit,
+                       below_high_water_mark)
+                   SELECT product_id, to_char(date '2026-01-01' - make_interval(months => %s), 'YYYY-MM'), currency,
+                          accounts, distributed_accounts, no_profit_accounts, gross_profit, performance_fee_amount,
+                          net_profit, below_high_water_mark
+                   FROM investment.distribution_monthly WHERE period = '2026-01'""", (months_back,))
+        conn.execute(
+            """INSERT INTO investment.run_quality (job, subject, run_id, active_accounts, stored, missing, rejected,
+                   rejected_by_reason)
+               SELECT 'daily_performance', d::date::text, 'bench', 100000, 99990, 10, 3, '{"bad amount": 3}'
+               FROM generate_series('2025-02-01'::date, '2026-01-31'::date, interval '1 day') d""")
+        conn.execute(
+            """INSERT INTO investment.payouts_daily (date, currency, paid_count, paid_amount, reversed_count,
+                   reversed_amount, failed_count, failed_amount, in_flight_count, in_flight_amount)
+               SELECT d::date, c, 40, 40000, 1, 500, 2, 900, 3, 1200
+               FROM generate_series('2025-02-01'::date, '2026-01-31'::date, interval '1 day') d,
+                    unnest(ARRAY['eur', 'jpy', 'kwd', 'usd']) c""")
+        conn.commit()
+        conn.execute("ANALYZE")
+        product = conn.execute("SELECT id::text FROM investment.products ORDER BY name LIMIT 1").fetchone()[0]
+        account = conn.execute("SELECT account_id::text FROM investment.daily_performance LIMIT 1").fetchone()[0]
+        year = fund.Filters(date(2025, 2, 1), date(2026, 1, 31))
+        month = fund.Filters(date(2026, 1, 2), date(2026, 1, 31))
+        one_product = fund.Filters(date(2025, 2, 1), date(2026, 1, 31), product=product)
+        cases = {
+            "book (a year)": lambda: fund.book(conn, year),
+            "book (a year, one product)": lambda: fund.book(conn, one_product),
+            "performance (a year)": lambda: fund.performance(fund.book(conn, year)),
+            "spread and best/worst (one date)": lambda: fund.return_spread(conn, month, date(2026, 1, 15)),
+            "distributions (a year)": lambda: fund.distributions(conn, year),
+            "payouts and waiting (a year)": lambda: (fund.payouts(conn, year), fund.waiting(conn, year)),
+            "data quality (a year)": lambda: fund.data_quality(conn, year),
+            "an account (its days, distributions, withdrawals, transactions)":
+                lambda: fund.account(conn, account, year),
+            "the whole page's data and HTML (30 days, no jobs section)":
+                lambda: render({**fund_view.sections(conn, month, None, account),
+                                "jobs": {"status": "ok", "table": {"columns": [], "rows": []}}},
+                               month, fund.products(conn).to_dict("records"), account),
+        }
+        timings = {}
+        for name, call in cases.items():
+            call()  # warm
+            samples = []
+            for _ in range(30):
+                started = time.perf_counter()
+                call()
+                conn.rollback()
+                samples.append((time.perf_counter() - started) * 1000)
+            samples.sort()
+            timings[name] = {"p50_ms": round(statistics.median(samples), 1),
+                             "p95_ms": round(samples[int(len(samples) * 0.95) - 1], 1)}
+        rows = conn.execute("SELECT count(*) FROM investment.book_daily").fetchone()[0]
+    per_day = statistics.median(refresh_costs)
+    return {"summary_refresh_per_day_s": round(per_day, 3), "summary_refresh_max_s": round(max(refresh_costs), 3),
+            "daily_job_seconds": daily_job_seconds,
+            "summary_share_of_daily_job_pct": round(100 * per_day / daily_job_seconds, 1),
+            "book_daily_rows": rows, "sections": timings}
+
+
 def bench_cleanup(server) -> dict:  # noqa: ANN001
     """The cleanup step over 1M transactions, 100k of them failed and old (run as the DAG's task
     runs it, without Airflow around it): total time and the longest single batch transaction."""
@@ -428,6 +524,9 @@ def main() -> int:
         log("monthly_distribution: 100k accounts x 31 stored days")
         monthly_result = bench_monthly(server)
         log(f"monthly: {json.dumps(monthly_result)}")
+        log("fund view: the summaries' cost per business date, each section's data time over a year")
+        fund_result = bench_fund(server.dsn("ij_bench_monthly"), ours["100000"]["job_seconds"])
+        log(f"fund view: {json.dumps(fund_result)}")
         log("data_cleanup: 1M transactions, 10% old failed ones")
         cleanup_result = bench_cleanup(server)
         log(f"cleanup: {json.dumps(cleanup_result)}")
@@ -460,6 +559,7 @@ def main() -> int:
     results["monthly_distribution"] = {"100000": monthly_result}
     results["data_cleanup"] = {"1000000": cleanup_result}
     results["withdrawal_processing"] = {"1000": withdrawal_result, "connect_1000": connect_result}
+    results["fund_view"] = fund_result
     results["dag_parse_seconds"] = parse
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "postgres": server.host}
@@ -473,6 +573,8 @@ def write_markdown(results: dict) -> None:
     d = results["daily_performance"]
     w = results["withdrawal_processing"]["1000"]
     wc = results["withdrawal_processing"]["connect_1000"]
+    fv = results["fund_view"]
+    fund_rows = "\n".join(f"| {name} | {t['p50_ms']:.1f} | {t['p95_ms']:.1f} |" for name, t in fv["sections"].items())
     small, big = d["10000"], d["100000"]
     tasks = sorted(big["tasks"])
     task_rows = "\n".join(f"| {t} | {small['tasks'].get(t, 0):.2f} | {big['tasks'].get(t, 0):.2f} |"
@@ -591,6 +693,27 @@ attempt before the call and its payout id after it, under a per-request advisory
 at any point is finished by the next run without a second payout; and the ML engine's
 notifications are delivered from the outbox by a task of their own (`deliver_notifications`),
 which the original fired and forgot inside its loop.
+
+## The fund view — 100k accounts, a year of summary rows
+
+What the page reads and what keeping it costs the jobs: the summaries of a business date are
+recomputed from that date's rows inside `persist`'s transaction (`refresh_book_day`, here on the
+monthly benchmark's 100k-account book, once per stored day of January), and each section's data
+is read 30 times from the summary tables over a year of rows (the 31 real days' summaries repeated
+over 2025-02 … 2026-01, {fv['book_daily_rows']:,} `book_daily` rows: a summary holds one row per
+product and date whatever the number of accounts; the account section reads one real account's
+rows by its key).
+
+| | figure | target |
+|---|---:|---|
+| summary of one business date at 100k accounts (median; slowest) | {fv['summary_refresh_per_day_s']:.3f} s; {fv['summary_refresh_max_s']:.3f} s | |
+| share of `daily_performance`'s job time at 100k ({fv['daily_job_seconds']:.2f} s) | {fv['summary_share_of_daily_job_pct']:.1f} % | < 10 % |
+
+| section | p50 (ms) | p95 (ms) |
+|---|---:|---:|
+{fund_rows}
+
+Target: every section under 300 ms.
 
 ## DAG parsing
 

@@ -40,7 +40,7 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is no
 
 @pytest.fixture(scope="module")
 def demo(pg_server, tmp_path_factory):  # noqa: ANN001, ANN201
-    """The demo stack on free ports; yields (url, admin password, metadata DSN)."""
+    """The demo stack on free ports; yields (url, admin password, metadata DSN, investment DSN)."""
     import psycopg
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -84,7 +84,7 @@ def demo(pg_server, tmp_path_factory):  # noqa: ANN001, ANN201
         assert len(finished) >= BACKFILL_DAYS, \
             f"the backfill did not finish: {finished}; see .local/ui-demo-{worker}.log"
         password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        yield f"http://127.0.0.1:{port}", password, meta
+        yield f"http://127.0.0.1:{port}", password, meta, investment
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the demo's own handler stops Airflow and the stand-ins
         try:
@@ -104,7 +104,7 @@ def month_runs(meta: str, period: str) -> list[tuple]:
 
 
 def test_an_operator_sees_the_backfilled_days_green_the_pending_month_and_the_docs(demo) -> None:  # noqa: ANN001
-    url, password, _ = demo
+    url, password, _, _ = demo
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -164,4 +164,50 @@ def test_an_operator_sees_the_backfilled_days_green_the_pending_month_and_the_do
         playwright.expect(docs).to_contain_text("When it fails")
         page.wait_for_timeout(600)  # let the dialog finish fading in before the picture
         page.screenshot(path=str(SCREENSHOTS / "daily_performance_docs.png"))
+        browser.close()
+
+
+def test_the_head_of_operations_reads_the_fund_from_the_navigation(demo) -> None:  # noqa: ANN001
+    """Log in, open *Fund* from the navigation: every section renders from the demo's book, a filter
+    changes the figures, an account search finds one."""
+    import psycopg
+
+    url, password, _, investment = demo
+    with psycopg.connect(investment) as conn:
+        account_id, product_id = conn.execute(
+            """SELECT account_id::text, product_id::text FROM investment.daily_performance
+               ORDER BY date DESC, account_id LIMIT 1""").fetchone()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        sign_in(page, url, password)
+        page.goto(url)
+        page.get_by_role("link", name="Fund").or_(page.get_by_role("button", name="Fund")).first.click()
+        page.wait_for_url(re.compile(r".*/plugin/fund.*"))
+        fund = page.frame_locator("iframe").first
+        for heading in ("Book", "Performance", "Distributions", "Payouts", "Data quality", "Jobs", "An account"):
+            playwright.expect(fund.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        playwright.expect(fund.locator("body[data-charts-drawn]")).to_have_count(1)
+        drawn = int(fund.locator("body").get_attribute("data-charts-drawn"))
+        assert drawn >= 6, drawn  # AUM per currency, flows, returns, spread, payouts, quality
+        playwright.expect(fund.locator("[data-table=jobs] tbody tr")).to_have_count(6)
+        all_accounts = int(fund.locator("[data-figure-name=accounts]").inner_text())
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "fund_view.png"), full_page=True)
+
+        fund.locator("select[name=product]").select_option(product_id)
+        fund.get_by_role("button", name="Show").click()
+        playwright.expect(fund.locator(f"#applied[data-product='{product_id}']")).to_have_count(1)
+        one_product = int(fund.locator("[data-figure-name=accounts]").inner_text())
+        assert 0 < one_product < all_accounts
+
+        fund.locator("input[name=account]").fill(account_id)
+        fund.get_by_role("button", name="Show").click()
+        playwright.expect(fund.locator(f"#applied[data-account='{account_id}']")).to_have_count(1)
+        playwright.expect(fund.locator("[data-table=account-facts]")).to_contain_text(account_id)
+        fund.locator("#account").scroll_into_view_if_needed()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "fund_view_account.png"))
         browser.close()

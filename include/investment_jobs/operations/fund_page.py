@@ -29,6 +29,8 @@ TEMPLATE = r"""<!doctype html>
  .download { font-size: 13px; margin-left: 8px; }
 </style></head>
 <body>
+<span id="applied" hidden data-start="{{ f.start }}" data-end="{{ f.end }}" data-product="{{ f.product or '' }}"
+ data-currency="{{ f.currency or '' }}" data-account="{{ account }}"></span>
 <header><h1>Fund operations</h1>
  <nav>{% for id, title in nav %}<a href="#{{ id }}">{{ title }}</a>{% endfor %}</nav></header>
 <form class="filters" method="get" action="">

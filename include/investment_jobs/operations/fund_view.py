@@ -79,9 +79,12 @@ def _dates(values: Any) -> list[str]:
 
 
 def figure(traces: list[dict[str, Any]], title: str, **layout: Any) -> str:
+    """A plotly.js figure as JSON. Dates and months are categories: one label per business date,
+    never the hours in between."""
     return json.dumps({"data": traces, "layout": {"title": {"text": title}, "margin": {"t": 40, "r": 10, "l": 60,
                                                                                           "b": 40},
-                                                  "height": 320, "legend": {"orientation": "h"}, **layout}})
+                                                  "height": 320, "legend": {"orientation": "h"},
+                                                  "xaxis": {"type": "category"}, **layout}})
 
 
 def per_currency(frame: Any) -> list[tuple[str, Any]]:

@@ -161,3 +161,38 @@ def test_the_api_server_takes_signed_webhooks_and_health_shows_the_last_reconcil
         "business_date": yesterday.isoformat(), "differences": 0, "payouts_at_stripe": 0, "transfers_at_stripe": 0,
         "run_id": health["jobs"]["stripe_reconciliation"]["last_reconciliation"]["run_id"]}
     assert health["jobs"]["stripe_reconciliation"]["status"] == "ok"
+
+
+def _token(url: str) -> str:
+    """A JWT as the UI gets one: the simple auth manager's generated admin password."""
+    from tests.support.paths import AIRFLOW_HOME
+
+    passwords = json.loads((AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated").read_text())
+    request = urllib.request.Request(f"{url}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"username": "admin", "password": passwords["admin"]}).encode())
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.loads(resp.read())["access_token"]
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_fund_view_needs_an_airflow_login_and_is_in_the_navigation(api_server_with_book):  # noqa: ANN001
+    url = api_server_with_book
+    for path in ("/fund/", "/fund/csv/book", "/fund/static/plotly.min.js"):
+        status, body = _get(f"{url}{path}")
+        assert status == 401 and "log in to Airflow" in body, path
+    assert _get(f"{url}/fund/", {"Authorization": "Bearer not.a.token"})[0] in (401, 403)
+    token = _token(url)
+    status, body = _get(f"{url}/fund/", {"Authorization": f"Bearer {token}"})
+    assert status == 200 and "Fund operations" in body
+    status, body = _get(f"{url}/fund/", {"Cookie": f"_token={token}"})  # the UI's session, as the iframe sends it
+    assert status == 200 and 'id="payouts"' in body
+    status, plugins = _get(f"{url}/api/v2/plugins", {"Authorization": f"Bearer {token}"})
+    views = [v for p in json.loads(plugins)["plugins"] for v in p.get("external_views", [])]
+    assert {"name": "Fund", "href": "/fund/", "url_route": "fund"}.items() <= views[0].items()
