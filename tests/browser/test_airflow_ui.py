@@ -3,8 +3,8 @@
 Starts `python -m investment_jobs_dev.cli demo` (the code behind `make demo`) on free ports with
 its own databases and a two-day backfill, logs in, opens `daily_performance`, checks that the
 backfilled runs are green, that `monthly_distribution` shows their month pending with two of its
-days arrived, that the backfill form and the DAG's docs show, and saves the screenshots the
-README uses under docs/screenshots/. Skipped, with the reason, when Chromium or Playwright is missing.
+days arrived, that the backfill form and the DAG's docs show; then opens the fund view from the
+navigation; and saves the screenshots the README uses under docs/screenshots/. Skipped, with the reason, when Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -95,6 +95,13 @@ def demo(pg_server, tmp_path_factory):  # noqa: ANN001, ANN201
         pg_server.drop_database(f"ij_ui_meta_{worker}")
 
 
+def launch(p):  # noqa: ANN001, ANN201 - playwright's objects
+    """Debian's Chromium, headless, without the calls home a test machine cannot make."""
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])
+
+
 def month_runs(meta: str, period: str) -> list[tuple]:
     import psycopg
 
@@ -107,9 +114,7 @@ def test_an_operator_sees_the_backfilled_days_green_the_pending_month_and_the_do
     url, password, _, _ = demo
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         sign_in(page, url, password)
 
@@ -167,20 +172,29 @@ def test_an_operator_sees_the_backfilled_days_green_the_pending_month_and_the_do
         browser.close()
 
 
-def test_the_head_of_operations_reads_the_fund_from_the_navigation(demo) -> None:  # noqa: ANN001
-    """Log in, open *Fund* from the navigation: every section renders from the demo's book, a filter
-    changes the figures, an account search finds one."""
+def test_the_head_of_operations_reads_the_fund_from_the_navigation(demo, airflow_db, monkeypatch) -> None:  # noqa: ANN001
+    """Log in, open *Fund* from the navigation: every section renders from the demo's book (with the
+    month before the demo's distributed by the real job, its days stored directly), a filter changes
+    the figures, an account search finds one."""
     import psycopg
 
+    from investment_jobs.views.summaries import rebuild_all
+    from tests.support.airflow_runs import run_dag
+    from tests.support.book import fill_days
+
     url, password, _, investment = demo
+    earlier = last_complete_month(datetime.now(UTC).date()).previous()  # clock-ok: the demo's month
+    fill_days(investment, earlier.first_day, earlier.last_day)
     with psycopg.connect(investment) as conn:
+        rebuild_all(conn, "UTC")  # those days summarised as the daily job would have
+        conn.commit()
         account_id, product_id = conn.execute(
             """SELECT account_id::text, product_id::text FROM investment.daily_performance
                ORDER BY date DESC, account_id LIMIT 1""").fetchone()
+    monkeypatch.setenv("AIRFLOW_CONN_INVESTMENT_DB", investment)
+    assert str(run_dag("monthly_distribution", earlier.first_day).state) == "success"
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         sign_in(page, url, password)
         page.goto(url)
@@ -189,13 +203,22 @@ def test_the_head_of_operations_reads_the_fund_from_the_navigation(demo) -> None
         fund = page.frame_locator("iframe").first
         for heading in ("Book", "Performance", "Distributions", "Payouts", "Data quality", "Jobs", "An account"):
             playwright.expect(fund.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        fund.locator("input[name=start]").fill(earlier.first_day.isoformat())
+        fund.get_by_role("button", name="Show").click()
+        playwright.expect(fund.locator(f"#applied[data-start='{earlier.first_day}']")).to_have_count(1)
         playwright.expect(fund.locator("body[data-charts-drawn]")).to_have_count(1)
         drawn = int(fund.locator("body").get_attribute("data-charts-drawn"))
-        assert drawn >= 6, drawn  # AUM per currency, flows, returns, spread, payouts, quality
+        assert drawn >= 10, drawn  # AUM and flows per currency, returns, spread, distributions, payouts, quality
+        for name in ("book", "performance", "spread", "distributions", "quality"):
+            assert fund.locator(f"[data-table={name}] tbody tr").count() > 0, name
+        assert fund.locator("[data-table=distributions]").inner_text().count(earlier.key) >= 1
         playwright.expect(fund.locator("[data-table=jobs] tbody tr")).to_have_count(6)
         all_accounts = int(fund.locator("[data-figure-name=accounts]").inner_text())
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "fund_view.png"), full_page=True)
+        fund.locator("#distributions").scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "fund_view_distributions.png"))
 
         fund.locator("select[name=product]").select_option(product_id)
         fund.get_by_role("button", name="Show").click()

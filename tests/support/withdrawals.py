@@ -46,3 +46,34 @@ def requests(book) -> dict[str, dict]:
 
 def balances(book) -> dict[str, Decimal]:
     return dict(book.query("SELECT id::text, current_balance FROM investment.accounts"))
+
+
+def two_runs_at_once(first_batch: int) -> None:
+    """Two withdrawal runs in threads at once (claim in a small batch first, so they interleave, then
+    the rest; pay; settle), each on its own connection and client; raises what either raised."""
+    import threading
+    from datetime import timedelta
+
+    from investment_jobs.db.connect import connect
+    from investment_jobs.jobs.withdrawals import claim, pay, settle
+    from investment_jobs.stripe.hook import StripeHook
+
+    errors: list[BaseException] = []
+
+    def one_run(name: str) -> None:
+        try:
+            with connect() as conn:
+                client = StripeHook().get_conn()
+                claim.claim_requests(conn, name, first_batch)
+                claim.claim_requests(conn, name, 1000)
+                pay.pay_requests(conn, client, timedelta(hours=23))
+                settle.settle_payouts(conn, client, timedelta(days=10))
+        except BaseException as exc:  # noqa: BLE001 - raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_run, args=(f"run-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

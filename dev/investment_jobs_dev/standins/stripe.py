@@ -292,16 +292,25 @@ def _currency(form: dict[str, str]) -> str | tuple[int, dict[str, Any]]:
     return currency
 
 
-def create_payout(state: StripeState, params: list[tuple[str, str]], account: str = PLATFORM
-                  ) -> tuple[int, dict[str, Any]]:
-    """Validate and make one payout from ``account``'s balance (the caller holds the state lock)."""
-    form = dict(params)
+def _priced(form: dict[str, str]) -> tuple[str, int] | tuple[int, dict[str, Any]]:
+    """(currency, amount) of a create call by Stripe's rules, or the error Stripe answers."""
     currency = _currency(form)
     if isinstance(currency, tuple):
         return currency
     amount = _amount(form, currency)
     if isinstance(amount, tuple):
         return amount
+    return currency, amount
+
+
+def create_payout(state: StripeState, params: list[tuple[str, str]], account: str = PLATFORM
+                  ) -> tuple[int, dict[str, Any]]:
+    """Validate and make one payout from ``account``'s balance (the caller holds the state lock)."""
+    form = dict(params)
+    priced = _priced(form)
+    if isinstance(priced[0], int):
+        return priced  # type: ignore[return-value]
+    currency, amount = priced
     if currency in PAYOUTS_IN_WHOLE_UNITS and amount % 100:
         return _error(400, "invalid_request_error",
                       f"Payouts in {currency.upper()} must be evenly divisible by 100 (whole units).",
@@ -340,12 +349,10 @@ def create_payout(state: StripeState, params: list[tuple[str, str]], account: st
 def create_transfer(state: StripeState, params: list[tuple[str, str]]) -> tuple[int, dict[str, Any]]:
     """A transfer from the platform's balance to a connected account's (the caller holds the lock)."""
     form = dict(params)
-    currency = _currency(form)
-    if isinstance(currency, tuple):
-        return currency
-    amount = _amount(form, currency)
-    if isinstance(amount, tuple):
-        return amount
+    priced = _priced(form)
+    if isinstance(priced[0], int):
+        return priced  # type: ignore[return-value]
+    currency, amount = priced
     destination = form.get("destination", "")
     if destination not in state.accounts:
         return _error(400, "invalid_request_error", f"No such destination: '{destination}'", "resource_missing",

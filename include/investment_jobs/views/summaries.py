@@ -19,45 +19,41 @@ if TYPE_CHECKING:
 RETURN_BUCKET_EDGES = ("-5", "-2", "-1", "-0.5", "0", "0.5", "1", "2", "5")
 RANKED = 5  # best and worst accounts kept per product and date
 EDGES = ", ".join(RETURN_BUCKET_EDGES)
+ITEM = ("jsonb_build_object('account_id', d.account_id, 'daily_return_percentage', d.daily_return_percentage::text, "
+        "'daily_return', d.daily_return::text)")
 
 BOOK_DAY = f"""
-    WITH day AS (
+    WITH day AS MATERIALIZED (
         SELECT date, account_id, product_id, opening_balance, closing_balance, daily_return, daily_return_percentage,
                trades_executed, winning_trades, losing_trades
-        FROM investment.daily_performance WHERE date = ANY(%(days)s::date[])
-    ), buckets AS (
-        SELECT product_id, date, jsonb_object_agg(bucket, accounts ORDER BY bucket) AS return_buckets
-        FROM (SELECT product_id, date,
-                     width_bucket(daily_return_percentage, ARRAY[{EDGES}]::numeric[]) AS bucket,
-                     count(*) AS accounts
-              FROM day GROUP BY 1, 2, 3) b
-        GROUP BY product_id, date
-    ), ranked AS (
-        SELECT product_id, date, account_id, daily_return_percentage, daily_return,
-               row_number() OVER (PARTITION BY product_id, date
-                                  ORDER BY daily_return_percentage DESC, account_id) AS best,
-               row_number() OVER (PARTITION BY product_id, date ORDER BY daily_return_percentage, account_id) AS worst
-        FROM day
-    ), extremes AS (
-        SELECT product_id, date,
-               jsonb_agg(jsonb_build_object('account_id', account_id, 'daily_return_percentage',
-                                            daily_return_percentage::text, 'daily_return', daily_return::text)
-                         ORDER BY best) FILTER (WHERE best <= {RANKED}) AS best,
-               jsonb_agg(jsonb_build_object('account_id', account_id, 'daily_return_percentage',
-                                            daily_return_percentage::text, 'daily_return', daily_return::text)
-                         ORDER BY worst) FILTER (WHERE worst <= {RANKED}) AS worst
-        FROM ranked WHERE best <= {RANKED} OR worst <= {RANKED} GROUP BY product_id, date
+        FROM investment.daily_performance WHERE date = %(day)s
+    ), per_bucket AS (  -- one pass: the sums and the histogram together
+        SELECT product_id, date, width_bucket(daily_return_percentage, ARRAY[{EDGES}]::numeric[]) AS bucket,
+               count(*) AS accounts, sum(opening_balance) AS opening_balance, sum(closing_balance) AS closing_balance,
+               sum(daily_return) AS daily_return, sum(trades_executed) AS trades_executed,
+               sum(winning_trades) AS winning_trades, sum(losing_trades) AS losing_trades
+        FROM day GROUP BY 1, 2, 3
+    ), totals AS (
+        SELECT product_id, date, sum(accounts)::integer AS accounts, sum(opening_balance) AS opening_balance,
+               sum(closing_balance) AS closing_balance, sum(daily_return) AS daily_return,
+               sum(trades_executed) AS trades_executed, sum(winning_trades) AS winning_trades,
+               sum(losing_trades) AS losing_trades,
+               jsonb_object_agg(bucket, accounts ORDER BY bucket) AS return_buckets
+        FROM per_bucket GROUP BY 1, 2
     )
     INSERT INTO investment.book_daily (product_id, date, currency, accounts, opening_balance, closing_balance,
         daily_return, trades_executed, winning_trades, losing_trades, return_buckets, best, worst)
-    SELECT d.product_id, d.date, p.currency, count(*), sum(d.opening_balance), sum(d.closing_balance),
-           sum(d.daily_return), sum(d.trades_executed), sum(d.winning_trades), sum(d.losing_trades),
-           b.return_buckets, e.best, e.worst
-    FROM day d
-    JOIN investment.products p ON p.id = d.product_id
-    JOIN buckets b ON b.product_id = d.product_id AND b.date = d.date
-    JOIN extremes e ON e.product_id = d.product_id AND e.date = d.date
-    GROUP BY d.product_id, d.date, p.currency, b.return_buckets, e.best, e.worst
+    SELECT t.product_id, t.date, p.currency, t.accounts, t.opening_balance, t.closing_balance, t.daily_return,
+           t.trades_executed, t.winning_trades, t.losing_trades, t.return_buckets,
+           (SELECT jsonb_agg(r.item ORDER BY r.pct DESC, r.account_id) FROM (  -- a top-N sort, not a full one
+                SELECT {ITEM} AS item, d.daily_return_percentage AS pct, d.account_id FROM day d
+                WHERE d.product_id = t.product_id AND d.date = t.date
+                ORDER BY d.daily_return_percentage DESC, d.account_id LIMIT {RANKED}) r),
+           (SELECT jsonb_agg(r.item ORDER BY r.pct, r.account_id) FROM (
+                SELECT {ITEM} AS item, d.daily_return_percentage AS pct, d.account_id FROM day d
+                WHERE d.product_id = t.product_id AND d.date = t.date
+                ORDER BY d.daily_return_percentage, d.account_id LIMIT {RANKED}) r)
+    FROM totals t JOIN investment.products p ON p.id = t.product_id
 """  # noqa: S608 - constants of this module
 
 
@@ -73,10 +69,13 @@ def refresh_book_day(conn: psycopg.Connection, day: date) -> int:
 
 
 def refresh_book_days(conn: psycopg.Connection, days: list[date]) -> int:
+    """One date at a time: each statement reads one date's rows (a top-N per product over them)."""
+    written = 0
     for day in sorted(days):
         _lock(conn, f"book_daily:{day.isoformat()}")
-    conn.execute("DELETE FROM investment.book_daily WHERE date = ANY(%s::date[])", (list(days),))
-    return conn.execute(BOOK_DAY, {"days": list(days)}).rowcount
+        conn.execute("DELETE FROM investment.book_daily WHERE date = %s", (day,))
+        written += conn.execute(BOOK_DAY, {"day": day}).rowcount
+    return written
 
 
 PERIOD = """

@@ -7,7 +7,6 @@ once, and every balance conserved (the platform's, each connected account's, eac
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from tests.support.airflow_runs import run_dag
-from tests.support.withdrawals import accounts_by_currency, add_request, balances, requests
+from tests.support.withdrawals import accounts_by_currency, add_request, balances, requests, two_runs_at_once
 
 pytestmark = pytest.mark.integration
 
@@ -214,30 +213,9 @@ def test_a_crash_after_the_reversal_call_records_the_reversal_stripe_made(desk, 
 
 
 def test_two_runs_at_once_make_one_transfer_and_one_payout_per_request(desk):
-    from investment_jobs.db.connect import connect
-    from investment_jobs.jobs.withdrawals import claim, pay, settle
-
     book, stripe, accounts, initial = desk
     ids = [connect_request(book, a, "2.00", offset=i * 10 + k) for i, a in enumerate(accounts) for k in range(3)]
-    errors: list[BaseException] = []
-
-    def one_run(name: str) -> None:
-        try:
-            with connect() as conn:
-                client = _client()
-                claim.claim_requests(conn, name, 5)
-                claim.claim_requests(conn, name, 1000)
-                pay.pay_requests(conn, client, timedelta(hours=23))
-                settle.settle_payouts(conn, client, timedelta(days=10))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one_run, args=(f"run-{i}",)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    two_runs_at_once(first_batch=5)
     assert str(run().state) == "success"  # whatever one run skipped (locked), the next finishes
     assert {requests(book)[r]["status"] for r in ids} == {"completed"}
     assert len(stripe.transfers()) == len(ids) and len(stripe.payouts()) == len(ids)

@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.airflow_runs import run_dag, task_states, xcom
 from tests.support.paths import ROOT, STRIPE_TEST_KEY
-from tests.support.withdrawals import accounts_by_currency, add_request, balances, requests
+from tests.support.withdrawals import accounts_by_currency, add_request, balances, requests, two_runs_at_once
 
 pytestmark = pytest.mark.integration
 
@@ -586,34 +586,13 @@ def test_killed_task_process_is_finished_by_the_next_run(desk, engine, point):
 
 
 def test_two_runs_at_once_pay_each_request_once(desk):
-    from investment_jobs.db.connect import connect
-    from investment_jobs.jobs.withdrawals import claim, pay, settle
-
     book, stripe, initial = desk
     ids = []
     for currency, accounts in accounts_by_currency(book).items():
         amount = {"jpy": "300", "kwd": "1.230"}.get(currency, "3.00")
         for i, account in enumerate(accounts):
             ids += [add_request(book, account, amount, created_offset=i * 10 + k) for k in range(3)]
-    errors: list[BaseException] = []
-
-    def one_run(name: str) -> None:
-        try:
-            with connect() as conn:
-                client = _stripe_client()
-                claim.claim_requests(conn, name, 7)  # small batches, so the runs interleave
-                claim.claim_requests(conn, name, 1000)
-                pay.pay_requests(conn, client, timedelta(hours=23))
-                settle.settle_payouts(conn, client, timedelta(days=10))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one_run, args=(f"run-{i}",)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    two_runs_at_once(first_batch=7)  # small batches, so the runs interleave
     claimed_by = Counter(r[0] for r in book.query("SELECT claimed_by_run FROM investment.withdrawal_requests"))
     assert sum(claimed_by.values()) == len(ids)
     assert {requests(book)[r]["status"] for r in ids} == {"completed"}
