@@ -109,25 +109,32 @@ def refresh_periods(conn: psycopg.Connection, periods: list[str]) -> int:
     return conn.execute(PERIOD, {"periods": list(periods)}).rowcount
 
 
+# A request's currency is its product's: ``withdrawal_requests.currency`` is set only when a request
+# is claimed (migration 0004), so a request completed before it, or written by another system, has none.
 PAYOUT_DAY = """
     WITH bounds AS (
         SELECT (%(day)s::date)::timestamp AT TIME ZONE %(tz)s AS start_at,
                (%(day)s::date + 1)::timestamp AT TIME ZONE %(tz)s AS end_at
     ), movements AS (
-        SELECT w.currency, t.type AS kind, t.amount
+        SELECT t.withdrawal_request_id AS request_id, t.type AS kind, t.amount
         FROM bounds, investment.transactions t
-        JOIN investment.withdrawal_requests w ON w.id = t.withdrawal_request_id
-        WHERE t.type IN ('withdrawal', 'withdrawal_reversal')
+        WHERE t.type IN ('withdrawal', 'withdrawal_reversal') AND t.withdrawal_request_id IS NOT NULL
           AND t.processed_at >= bounds.start_at AND t.processed_at < bounds.end_at
         UNION ALL
-        SELECT w.currency, 'failed', w.amount
+        SELECT w.id, 'failed', w.amount
         FROM bounds, investment.withdrawal_requests w
-        WHERE w.status = 'failed' AND w.transaction_id IS NULL AND w.currency IS NOT NULL
+        WHERE w.status = 'failed' AND w.transaction_id IS NULL
           AND w.processed_at >= bounds.start_at AND w.processed_at < bounds.end_at
         UNION ALL
-        SELECT w.currency, 'in_flight', w.amount
+        SELECT w.id, 'in_flight', w.amount
         FROM bounds, investment.withdrawal_requests w
         WHERE w.status = 'processing' AND w.claimed_at >= bounds.start_at AND w.claimed_at < bounds.end_at
+    ), priced AS (
+        SELECT coalesce(w.currency, p.currency) AS currency, m.kind, m.amount
+        FROM movements m
+        JOIN investment.withdrawal_requests w ON w.id = m.request_id
+        JOIN investment.accounts a ON a.id = w.account_id
+        JOIN investment.products p ON p.id = a.product_id
     )
     INSERT INTO investment.payouts_daily (date, currency, paid_count, paid_amount, reversed_count, reversed_amount,
         failed_count, failed_amount, in_flight_count, in_flight_amount)
@@ -137,7 +144,7 @@ PAYOUT_DAY = """
            coalesce(sum(amount) FILTER (WHERE kind = 'withdrawal_reversal'), 0),
            count(*) FILTER (WHERE kind = 'failed'), coalesce(sum(amount) FILTER (WHERE kind = 'failed'), 0),
            count(*) FILTER (WHERE kind = 'in_flight'), coalesce(sum(amount) FILTER (WHERE kind = 'in_flight'), 0)
-    FROM movements GROUP BY currency
+    FROM priced GROUP BY currency
 """
 
 DAYS_OF_REQUESTS = """

@@ -133,3 +133,29 @@ def test_the_migration_summarises_what_was_stored_before_it(pg_server):
         assert summaries(dsn) == recomputed(dsn)
     finally:
         pg_server.drop_database("ij_summaries_migration")
+
+
+def test_a_withdrawal_completed_before_requests_had_a_currency_is_summarised_in_its_products(book, stripe_standin,
+                                                                                              airflow_db):
+    """Regression (found by the approvals stack test): ``withdrawal_requests.currency`` is set at the
+    claim, so a request completed before migration 0004 (or written by another system) has none,
+    and the payouts summary of its day made every claim of that day fail on a NOT NULL."""
+    from datetime import UTC, datetime
+
+    account = accounts_by_currency(book)["jpy"][0]
+    old = add_request(book, account, "500", status="pending")
+    with book.connect() as conn:
+        (ledger,) = conn.execute("""INSERT INTO investment.transactions (account_id, user_id, type, amount,
+                                        balance_before, balance_after, withdrawal_request_id, status, processed_at)
+                                    VALUES (%s, %s, 'withdrawal', 500, 1000, 500, %s, 'completed', now())
+                                    RETURNING id""", (account[0], account[1], old)).fetchone()
+        conn.execute("""UPDATE investment.withdrawal_requests SET status = 'completed', transaction_id = %s,
+                            processed_at = now() WHERE id = %s""", (ledger, old))
+    assert book.query("SELECT currency FROM investment.withdrawal_requests WHERE id = %s", (old,)) == [(None,)]
+    add_request(book, accounts_by_currency(book)["usd"][0], "4.00", created_offset=1)
+    assert str(run_dag("withdrawal_processing", MONTH[-1]).state) == "success"
+    today = datetime.now(UTC).date()  # clock-ok: the ledger rows are processed now
+    rows = {r[1]: r for r in summaries(book.dsn)["payouts_daily"] if r[0] == today}
+    assert (rows["jpy"][2], rows["jpy"][3]) == (1, Decimal("500"))  # the product's currency
+    assert (rows["usd"][2], rows["usd"][3]) == (1, Decimal("4.00"))
+    assert summaries(book.dsn) == recomputed(book.dsn)
