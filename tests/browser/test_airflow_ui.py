@@ -211,7 +211,7 @@ def test_the_head_of_operations_reads_the_fund_from_the_navigation(demo, airflow
         assert drawn >= 10, drawn  # AUM and flows per currency, returns, spread, distributions, payouts, quality
         for name in ("book", "performance", "spread", "distributions", "quality"):
             assert fund.locator(f"[data-table={name}] tbody tr").count() > 0, name
-        assert fund.locator("[data-table=distributions]").inner_text().count(earlier.key) >= 1
+        assert earlier.key in (fund.locator("[data-table=distributions]").text_content() or "")  # a collapsed table
         playwright.expect(fund.locator("[data-table=jobs] tbody tr")).to_have_count(6)
         all_accounts = int(fund.locator("[data-figure-name=accounts]").inner_text())
         page.wait_for_timeout(800)
