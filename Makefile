@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt require
 DEVENV := $(PY) -m investment_jobs_dev.cli
 DEVENV_STACK := $(PY) -m investment_jobs_dev.stack
 
-.PHONY: venv chromium stack test test-unit lint demo job jobs-on jobs-off migrate bench lock clean
+.PHONY: venv chromium stack test test-unit lint demo job jobs-on jobs-off migrate bench soak lock clean
 
 venv: $(STAMP)
 
@@ -69,6 +69,13 @@ demo: venv  ## seed a book, backfill last month, serve the UI on http://localhos
 
 bench: venv  ## measure every job (daily 10k/100k vs baseline and floor, monthly, cleanup, 1,000 payouts)
 	$(PY) -m bench.run
+
+# SOAK_DAYS simulated business days (default 60) under faults drawn from SOAK_SEED (default 1), on
+# the soak's own PostgreSQL cluster; the figures go into RELIABILITY.md.
+SOAK_DAYS ?= 60
+SOAK_SEED ?= 1
+soak: venv  ## months of operation under seeded faults on a real deployment; invariants; RELIABILITY.md
+	$(PY) -m investment_jobs_dev.soak --profile long --days "$(SOAK_DAYS)" --seed "$(SOAK_SEED)" --report RELIABILITY.md
 
 lock:  ## re-freeze constraints.txt from the current virtualenv
 	$(PY) -m pip freeze --exclude-editable | grep -v '^investment-jobs' > constraints.txt

@@ -58,7 +58,7 @@ for name in ("ENABLE_CRON_JOBS", "DAILY_REJECT_TOLERANCE", "AIRFLOW_CONN_INVESTM
 # With `--dist loadfile` each file is one unit of work, handed to the workers in collection order:
 # the files that drive a real scheduler go first, so the short ones fill in behind them instead of
 # one long file starting last (the suite's wall time on CI's two cores).
-SLOWEST_FIRST = ("tests/stack/test_partitions.py", "tests/stack/test_approvals.py",
+SLOWEST_FIRST = ("tests/stack/test_soak.py", "tests/stack/test_partitions.py", "tests/stack/test_approvals.py",
                  "tests/stack/test_celery_stack.py", "tests/browser/test_airflow_ui.py",
                  "tests/browser/test_required_actions.py", "tests/integration/dev/test_make_job.py")
 

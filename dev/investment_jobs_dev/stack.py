@@ -154,9 +154,8 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate")
         self.load_pools()
-        self._spawn("api-server", "api-server", "--port", str(self.port))
-        self._spawn("scheduler", "scheduler")
-        self._spawn("dag-processor", "dag-processor")
+        for name in self.COMMANDS:
+            self.respawn(name)
         for i in range(1, (self.workers if self.celery else 0) + 1):
             self.start_worker(f"worker{i}")
         self.wait_ready()
@@ -214,6 +213,24 @@ class Stack:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the DAG processor did not parse dags/; see {self.home}/dag-processor.log")
             time.sleep(2)
+
+    COMMANDS = {"api-server": ("api-server",), "scheduler": ("scheduler",), "dag-processor": ("dag-processor",)}
+
+    def respawn(self, name: str) -> None:
+        """Start a process of the stack again under its name (a supervisor's restart)."""
+        if name.startswith("worker"):
+            self.start_worker(name)
+        else:
+            args = self.COMMANDS[name]
+            self._spawn(name, *args, *(("--port", str(self.port)) if name == "api-server" else ()))
+
+    def respawn_dead(self) -> list[str]:
+        """Restart every process that exited, as systemd or Kubernetes would; their names."""
+        dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
+        for name in dead:
+            self.procs.pop(name)
+            self.respawn(name)
+        return dead
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything it started (a worker and its task processes)."""

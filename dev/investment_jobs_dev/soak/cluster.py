@@ -117,6 +117,13 @@ class OwnPostgres:
         time.sleep(down_seconds)
         self._pg_ctl_start()
 
+    def busy_sessions(self, role: str = JOBS_ROLE) -> int:
+        """Sessions of ``role`` running a statement or inside a transaction right now."""
+        with self.admin() as admin:
+            return admin.execute(
+                """SELECT count(*) FROM pg_stat_activity WHERE usename = %s
+                   AND state IN ('active', 'idle in transaction')""", (role,)).fetchone()[0]
+
     def terminate_sessions(self, role: str = JOBS_ROLE) -> int:
         """``pg_terminate_backend`` on every session of ``role``; how many were ended."""
         with self.admin() as admin:

@@ -1,0 +1,3 @@
+from investment_jobs_dev.soak.run import main
+
+raise SystemExit(main())
