@@ -119,3 +119,27 @@ def test_the_dag_reconciles_one_ended_date_and_fails_above_the_tolerance(book, s
     check_tolerance({"differences": 1, "business_date": "2026-01-05", "differences_by_kind": {}}, 1)
     now = datetime.now(UTC)  # clock-ok: a day that has not ended is refused
     assert str(run_dag("stripe_reconciliation", datetime(now.year, now.month, now.day, 2, tzinfo=UTC)).state) == "failed"
+
+
+def test_the_schema_takes_exactly_the_kinds_of_difference_the_job_writes(investment_db):
+    """Migration 0011: the kinds in the CHECK are those ``reconciliation`` constructs (read from its
+    source), so ``balance_change``, a figure of the day and never a difference, is refused."""
+    import re
+    from pathlib import Path
+
+    import psycopg
+
+    from investment_jobs.jobs import reconciliation
+
+    source = Path(reconciliation.__file__).read_text()
+    written = set(re.findall(r'Difference\([\w"]+, [^,]+, "(\w+)"', source))
+    with psycopg.connect(investment_db) as conn:
+        check = conn.execute("""SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                                WHERE conname = 'stripe_reconciliation_differences_kind_check'""").fetchone()[0]
+        conn.execute("""INSERT INTO investment.stripe_reconciliations (business_date, run_id, payouts_at_stripe,
+                            transfers_at_stripe, requests_compared, differences) VALUES ('2026-01-05', 't', 0, 0, 0, 0)""")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("""INSERT INTO investment.stripe_reconciliation_differences (business_date, object_type,
+                                object_id, kind) VALUES ('2026-01-05', 'balance', 'txn_1', 'balance_change')""")
+    assert set(re.findall(r"'(\w+)'::text", check)) == written == {
+        "missing_in_database", "missing_at_stripe", "amount", "currency", "status", "ledger"}
