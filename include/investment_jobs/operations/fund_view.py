@@ -14,7 +14,7 @@ currencies. Every section reads the summary tables (:mod:`investment_jobs.views.
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,8 @@ def parse_filters(start: str | None, end: str | None, product: str | None, curre
     from investment_jobs.views.fund import Filters
 
     try:
-        last = date.fromisoformat(end) if end else (latest or date(2026, 1, 1))
+        # An empty book has no stored date to end on: its page shows the 30 days up to today.
+        last = date.fromisoformat(end) if end else (latest or datetime.now(UTC).date())  # clock-ok: a page default
         first = date.fromisoformat(start) if start else last - timedelta(days=DEFAULT_DAYS - 1)
     except ValueError as exc:
         raise BadFilter(f"dates are YYYY-MM-DD: {exc}") from None
