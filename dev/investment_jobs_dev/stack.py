@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from investment_jobs_dev.book import main as seed_main
-    from investment_jobs_dev.cli import DEMO_SEED, migrate, stand_ins
+    from investment_jobs_dev.cli import DEMO_SEED, connect_the_stripe_stand_in, migrate, stand_ins
     from investment_jobs_dev.processes import stop_on_signals
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                   workers=args.workers, port=args.port)
     os.environ["AIRFLOW_CONN_INVESTMENT_DB"] = dsn
     with stand_ins(dsn):
+        # The stand-in's signed events go to the stack's API server (its webhook secret is in the
+        # environment every process of the stack starts with).
+        connect_the_stripe_stand_in(dsn, f"{stack.url}/stripe/webhooks")
         try:
             say(f"starting the stack: API server on {stack.url}, scheduler, DAG processor, "
                 f"{args.workers} Celery workers (Redis {stack.redis}/0), metadata in {postgres}/airflow_stack")

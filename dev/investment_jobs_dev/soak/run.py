@@ -108,8 +108,9 @@ class Figures:
 
 
 class Soak:
-    def __init__(self, profile: Profile, seed: int, work: Path) -> None:
+    def __init__(self, profile: Profile, seed: int, work: Path, redis_db: int | None = None) -> None:
         self.profile, self.seed, self.work = profile, seed, work
+        self.redis_db = REDIS_DB[profile.name] if redis_db is None else redis_db
         self.rng = random.Random(seed)
         self.dates = [START + timedelta(days=i) for i in range(profile.days)]
         self.pg = OwnPostgres()
@@ -151,11 +152,11 @@ class Soak:
         self.stripe.start()
         celery = _redis_answers()
         if celery:
-            _flush_redis(REDIS_DB[self.profile.name])
+            _flush_redis(self.redis_db)
         self.figures.executor = "CeleryExecutor" if celery else "LocalExecutor"
         self.stack = Stack(
             home=self.work / "airflow", metadata_db="airflow_meta", investment_dsn=dsn, postgres=self.pg.admin_url,
-            redis_db=REDIS_DB[self.profile.name], executor=self.figures.executor, workers=2,
+            redis_db=self.redis_db, executor=self.figures.executor, workers=2,
             extra_env={
                 "AIRFLOW_CONN_ML_ENGINE": self.engine.url,
                 "AIRFLOW_CONN_STRIPE_DEFAULT": json.dumps({"conn_type": "stripe", "host": self.stripe.url,
@@ -619,12 +620,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SOAK_SEED", "1")))
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--report", type=Path, default=None, help="RELIABILITY.md to write the figures into")
+    parser.add_argument("--redis-db", type=int, default=int(os.environ.get("SOAK_REDIS_DB", "0")) or None,
+                        help="Celery's Redis database (default 14; another one lets two soaks run at once)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     if args.days:
         profile = Profile(**{**asdict(profile), "days": args.days})
     work = args.work or LOCAL / f"soak-{profile.name}-{args.seed}"
-    soak = Soak(profile, args.seed, work)
+    soak = Soak(profile, args.seed, work, args.redis_db)
     stop_on_signals()  # Ctrl-C or kill: the cluster, the stack and the stand-ins are stopped all the same
     try:
         soak.start()
