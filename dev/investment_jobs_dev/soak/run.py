@@ -91,6 +91,7 @@ class Figures:
     simulated_days: int
     first_date: str
     last_date: str
+    commit: str = ""  # the code the figures are of (with "+" when the checkout had changes)
     runs: dict[str, dict[str, int]] = field(default_factory=dict)
     faults_by_kind: dict[str, int] = field(default_factory=dict)
     faults_injected: int = 0
@@ -203,7 +204,11 @@ class Soak:
                      datetime(day.year, day.month, day.day, 9, tzinfo=UTC)))
 
     def backfills_on(self, index: int) -> bool:
-        return (index + 1) % self.profile.dates_per_backfill == 0 or index == len(self.dates) - 1
+        """Every few days, the last simulated day, and a month's last day (its month then distributes
+        with every day stored, under that day's faults)."""
+        day = self.dates[index]
+        return ((index + 1) % self.profile.dates_per_backfill == 0 or index == len(self.dates) - 1
+                or (day + timedelta(days=1)).month != day.month)
 
     def on_a_backfill_day(self, fault: F.PlannedFault) -> F.PlannedFault:
         """An engine fault hits the engine while daily_performance pulls from it: the first day from
@@ -471,6 +476,7 @@ class Soak:
     # --- the soak ------------------------------------------------------------------------------
     def run(self) -> Figures:
         started = time.monotonic()
+        self.figures.commit = _commit()
         without = frozenset() if self.figures.executor == "CeleryExecutor" else frozenset({F.WORKER_SIGKILL})
         plan = [self.on_a_backfill_day(f) for f in
                 F.plan(self.seed, self.profile.days, rate=self.profile.fault_rate, without=without)]
@@ -566,6 +572,19 @@ class Soak:
         self.figures.wall_seconds = round(time.monotonic() - started, 1)
 
 
+def _commit() -> str:
+    import subprocess
+
+    from investment_jobs_dev import ROOT
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return (head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
+
+
 def _redis_answers() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 6379), timeout=2) as s:
@@ -589,15 +608,16 @@ def figures_row(f: Figures) -> str:
     runs = sum(sum(states.values()) for states in f.runs.values())
     failed = sum(states.get("failed", 0) for states in f.runs.values())
     kinds = ", ".join(f"{k} {n}" for k, n in f.faults_by_kind.items())
-    return (f"| {f.profile} | {f.seed} | {f.simulated_days} ({f.first_date} … {f.last_date}) | {f.executor} | "
+    return (f"| {f.profile} | {f.seed} | {f.commit} | {f.simulated_days} ({f.first_date} … {f.last_date}) | "
+            f"{f.executor} | "
             f"{runs} ({failed} failed) | {f.faults_injected}: {kinds} | {f.processes_restarted_by_supervisor} | "
             f"{f.invariant_checks} ({f.items_checked:,} items) | **{len(f.violations)}** | {f.rounds_to_converge} | "
             f"{f.payouts} / {f.distributions} / {f.daily_rows:,} | {f.wall_seconds / 60:.1f} min |")
 
 
-HEADER = ("| profile | seed | simulated days | executor | runs | faults injected, by kind | processes restarted "
-          "by the supervisor | invariant checks | violations | clean rounds to converge | payouts / distributions "
-          "/ daily rows | wall time |\n|---|---:|---|---|---|---|---:|---|---:|---:|---|---:|")
+HEADER = ("| profile | seed | commit | simulated days | executor | runs | faults injected, by kind | processes "
+          "restarted by the supervisor | invariant checks | violations | clean rounds to converge | payouts / "
+          "distributions / daily rows | wall time |\n|---|---:|---|---|---|---|---|---:|---|---:|---:|---|---:|")
 
 
 def write_report(path: Path, figures: Figures) -> None:
