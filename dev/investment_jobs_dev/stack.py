@@ -56,6 +56,19 @@ def _redis_ping(url: str) -> bool:
         return False
 
 
+def redis_answers(url: str | None = None) -> bool:
+    """Redis (``STACK_REDIS``, default 127.0.0.1:6379) answers a PING."""
+    return _redis_ping(url or os.environ.get("STACK_REDIS", DEFAULT_REDIS))
+
+
+def flush_redis_db(db: int, url: str | None = None) -> None:
+    """Empty one Redis database (a test's or a soak's Celery broker, before its stack starts)."""
+    parts = urlsplit(url or os.environ.get("STACK_REDIS", DEFAULT_REDIS))
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=5) as s:
+        s.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
+        s.recv(64)
+
+
 def check_services(postgres: str, redis: str | None) -> None:
     missing = []
     if not _answers_tcp(postgres):

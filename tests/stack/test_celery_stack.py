@@ -10,13 +10,12 @@ PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 answer; skipped with th
 from __future__ import annotations
 
 import os
-import socket
 import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from investment_jobs_dev.stack import Stack, StackUnavailable, check_services
+from investment_jobs_dev.stack import Stack, StackUnavailable, check_services, flush_redis_db
 from tests.support.airflow_runs import run_dag
 from tests.support.stack_runs import meta, stop_and_keep_logs, wait_for
 
@@ -33,12 +32,6 @@ try:
     UNAVAILABLE = None
 except StackUnavailable as exc:
     UNAVAILABLE = str(exc)
-
-
-def flush_redis_db(db: int) -> None:
-    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as s:
-        s.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
-        s.recv(64)
 
 
 def stored_rows(dsn: str) -> list[tuple]:

@@ -27,7 +27,6 @@ import os
 import random
 import re
 import secrets
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -131,7 +130,7 @@ class Soak:
     # --- setting up ----------------------------------------------------------------------------
     def start(self) -> None:
         from investment_jobs_dev.book import main as seed_main
-        from investment_jobs_dev.stack import Stack
+        from investment_jobs_dev.stack import Stack, flush_redis_db, redis_answers
 
         self.work.mkdir(parents=True, exist_ok=True)
         self.pg.start()
@@ -151,9 +150,9 @@ class Soak:
         self.stripe.env = {"STRIPE_STANDIN_API_KEY": self.stripe_key}
         self.engine.start()
         self.stripe.start()
-        celery = _redis_answers()
+        celery = redis_answers()
         if celery:
-            _flush_redis(self.redis_db)
+            flush_redis_db(self.redis_db)
         self.figures.executor = "CeleryExecutor" if celery else "LocalExecutor"
         self.stack = Stack(
             home=self.work / "airflow", metadata_db="airflow_meta", investment_dsn=dsn, postgres=self.pg.admin_url,
@@ -583,21 +582,6 @@ def _commit() -> str:
 
     head = git("rev-parse", "--short", "HEAD")
     return (head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
-
-
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _flush_redis(db: int) -> None:
-    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as s:
-        s.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
-        s.recv(64)
 
 
 # --- RELIABILITY.md --------------------------------------------------------------------------------
