@@ -36,6 +36,10 @@ pytestmark = [
                        reason="Chromium is not installed (Debian: apt-get install chromium); the UI test needs it"),
 ]
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make venv installs it)")
+# A page that takes its time under load is waited for (a state, with a generous deadline), never
+# failed on Playwright's 5-second default: found when the fund view's iframe drew after 5 s while
+# three stacks shared two cores.
+playwright.expect.set_options(timeout=60_000)
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,14 @@ def _runs_of(home: Path) -> list[psutil.Process]:
     return found
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    """A process's command line, empty once it has gone (it may end between the listing and the look)."""
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
+
+
 def _wait_for(condition, what: str, timeout: float = 120) -> None:  # noqa: ANN001  # float-ok: seconds
     deadline = time.monotonic() + timeout
     while not condition():
@@ -122,7 +130,7 @@ def test_a_killed_make_job_leaves_no_run_behind(job_env, engine, tmp_path: Path,
                             cwd=ROOT, env=job_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        _wait_for(lambda: any("dags" in p.cmdline() and "test" in p.cmdline() for p in _runs_of(home)),
+        _wait_for(lambda: any("dags" in _cmdline(p) and "test" in _cmdline(p) for p in _runs_of(home)),
                   "airflow dags test to start")
         os.kill(make.pid, sig)
         make.wait(timeout=30)

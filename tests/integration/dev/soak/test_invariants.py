@@ -166,3 +166,14 @@ def test_a_fee_unlike_its_recomputation_is_named(operated) -> None:  # noqa: ANN
     assert len(check.violations) == 1, check.violations
     assert check.violations[0].startswith(f"{account} 2026-01: (distributed, fee 1")
     assert f"recomputed ('distributed', Decimal('{expected_fee}'), " in check.violations[0]
+
+
+def test_a_payout_returned_after_it_was_paid_waits_for_the_next_settle_only_while_faults_last(operated) -> None:  # noqa: ANN001
+    book, stripe, request = operated
+    payout = next(p for p in stripe.payouts() if p["metadata"]["withdrawal_request_id"] == request)
+    stripe.set_payout(payout["id"], status="failed", failure_code="account_closed")
+    with book.connect() as conn:
+        during = invariants.requests_settled(conn, stripe.payouts(), during=True)
+        after = invariants.requests_settled(conn, stripe.payouts(), during=False)
+    assert during.violations == []
+    assert after.violations == [f"request {request} completed; Stripe's payout is failed for {payout['amount']}"]
