@@ -123,8 +123,6 @@ class Soak:
         self.figures = Figures(profile.name, seed, "", profile.days, self.dates[0].isoformat(),
                                self.dates[-1].isoformat())
         self.malformed_dates: set[date] = set()
-        self.backfilled_to: date | None = None
-        self.withdrawal_runs = 0
         self.triggered: dict[str, int] = {}
 
     # --- setting up ----------------------------------------------------------------------------
@@ -255,8 +253,6 @@ class Soak:
                                       {"logical_date": logical.isoformat(), "dag_run_id": run_id})
         if status != 200:
             raise RuntimeError(f"could not trigger {dag_id} at {logical}: {status} {body}")
-        if dag_id == "withdrawal_processing":
-            self.withdrawal_runs += 1
 
     # --- faults --------------------------------------------------------------------------------
     def day_long_switches(self, planned: list[F.PlannedFault], day: date) -> tuple[dict, dict]:
