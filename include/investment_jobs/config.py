@@ -175,6 +175,9 @@ class StripeHttpPolicy:
     timeout: float  # float-ok: seconds
     network_retries: int
     rate_limit_attempts: int  # 429s: stripe-python does not retry them, we do (nothing was stored)
+    # HTTP requests per second one task sends at most (0: unpaced): the account's limit divided by
+    # the stripe_api pool's slots keeps the whole deployment within Stripe's rate limit.
+    calls_per_second: float = 0  # float-ok: a rate, not money
 
 
 def stripe_http_policy() -> StripeHttpPolicy:
@@ -182,6 +185,7 @@ def stripe_http_policy() -> StripeHttpPolicy:
         timeout=env_float("STRIPE_HTTP_TIMEOUT", 30.0),
         network_retries=env_int("STRIPE_NETWORK_RETRIES", 2),
         rate_limit_attempts=env_int("STRIPE_RATE_LIMIT_ATTEMPTS", 3),
+        calls_per_second=max(env_float("STRIPE_CALLS_PER_SECOND", 0.0), 0.0),
     )
 
 

@@ -54,6 +54,9 @@ class StripeAdmin(StandInAdmin):
     def balance(self, **per_currency: int) -> None:
         self.call("POST", "/_admin/balance", per_currency)
 
+    def reset_traffic(self) -> None:
+        self.call("POST", "/_admin/traffic/reset", {})
+
     def forget_keys(self) -> None:
         self.call("POST", "/_admin/forget_keys", {})
 

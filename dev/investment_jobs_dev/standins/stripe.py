@@ -23,7 +23,10 @@ Fault switches (``POST /_admin/faults``, JSON; each ``*_next`` counts down per c
 ``in_transit``), ``in_flight_seconds`` (a create holds its key that long before executing, so a
 concurrent request with the same key gets a 409), ``payout_fee`` (minor units Stripe keeps per
 platform payout), ``refuse_reversals`` (a transfer reversal is refused: the connected account
-cannot cover it). ``POST /_admin/payouts/{id}`` sets a payout's status (e.g. ``paid`` →
+cannot cover it), ``rate_limit`` (API requests per second it accepts, as Stripe's limit per
+account; the excess gets 429 ``rate_limit`` and stores nothing). ``GET /_admin/stats`` also says
+how many API requests were ever in flight at once and the most payouts created in one second.
+``POST /_admin/payouts/{id}`` sets a payout's status (e.g. ``paid`` →
 ``failed`` with a ``failure_code``: the money returns to its account) or plants another
 ``amount``; ``POST /_admin/balance`` sets the platform's available balance per currency, ``POST
 /_admin/connected_accounts`` adds connected accounts, ``POST /_admin/forget_keys`` ends every
@@ -43,7 +46,7 @@ import secrets
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -91,6 +94,7 @@ class Faults:
     in_flight_seconds: float = 0.0  # float-ok: seconds a create holds its key before executing (409s)
     payout_fee: int = 0  # minor units Stripe charges per payout (its balance transaction's fee)
     refuse_reversals: bool = False  # transfer reversals are refused (the connected account cannot cover them)
+    rate_limit: int = 0  # API requests accepted per second (0: no limit); the rest get 429 rate_limit
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Faults:
@@ -107,6 +111,7 @@ class Faults:
             in_flight_seconds=float(body.get("in_flight_seconds", 0.0)),  # float-ok: seconds
             payout_fee=int(body.get("payout_fee", 0)),
             refuse_reversals=bool(body.get("refuse_reversals", False)),
+            rate_limit=max(int(body.get("rate_limit", 0)), 0),
         )
 
 
@@ -122,6 +127,46 @@ class Stored:
 PLATFORM = ""  # the balance scope of the platform itself (no Stripe-Account header)
 SAVED = ("payouts", "order", "available", "accounts", "connected_balances", "transfers", "transfer_order",
          "reversals", "balance_transactions", "events")
+
+
+class TrafficMeter:
+    """What a load test asks of the traffic: requests in flight at once, payouts created per second,
+    and the rate limit's sliding one-second window. Its own lock: a request waiting for the state
+    lock is in flight."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.recent: deque[float] = deque()  # float-ok: monotonic times of the last second's accepted requests
+        self.payouts_per_second: Counter[int] = Counter()
+
+    def enter(self, rate_limit: int) -> bool:
+        """A request arrives: False when the last second already took ``rate_limit`` of them."""
+        now = time.monotonic()
+        with self.lock:
+            while self.recent and now - self.recent[0] >= 1:
+                self.recent.popleft()
+            if rate_limit and len(self.recent) >= rate_limit:
+                return False
+            self.recent.append(now)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def payout_created(self) -> None:
+        with self.lock:
+            self.payouts_per_second[int(time.time())] += 1  # clock-ok: the stand-in's own clock
+
+    def figures(self) -> dict[str, int]:
+        with self.lock:
+            return {"max_in_flight": self.max_in_flight,
+                    "max_payouts_in_a_second": max(self.payouts_per_second.values(), default=0),
+                    "seconds_with_payouts": len(self.payouts_per_second)}
 
 
 class StripeState:
@@ -175,6 +220,7 @@ class StripeState:
         self.events: list[dict[str, Any]] = []
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
+        self.meter = TrafficMeter()
         # every authorised create request as it arrived: what a test proves "no call was made" with
         self.request_log: list[dict[str, Any]] = []
         with self.deliveries.wake:
@@ -508,6 +554,24 @@ class Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         if url.path.startswith("/_admin/"):
             return self._admin_get(url.path)
+        if not self._admitted():
+            return None
+        try:
+            return self._api_get(url, query)
+        finally:
+            self.state.meter.leave()
+
+    def _admitted(self) -> bool:
+        """Counted in flight, or refused with Stripe's 429 when the second's requests are spent."""
+        if self.state.meter.enter(self.state.faults.rate_limit):
+            return True
+        with self.state.lock:
+            self.state.stats["rate limited 429"] += 1
+        self._send(*_error(429, "rate_limit_error", "Request rate limit exceeded. Learn more about rate limits "
+                                                   "here https://stripe.com/docs/rate-limits.", "rate_limit"))
+        return False
+
+    def _api_get(self, url: Any, query: dict[str, str]) -> None:
         if not self._authorised():
             return None
         account = self._account()
@@ -552,6 +616,14 @@ class Handler(BaseHTTPRequestHandler):
         raw = self._body()
         if url.path.startswith("/_admin/"):
             return self._admin_post(url.path, raw)
+        if not self._admitted():
+            return None
+        try:
+            return self._api_post(url, raw)
+        finally:
+            self.state.meter.leave()
+
+    def _api_post(self, url: Any, raw: bytes) -> None:
         if not self._authorised(write=True):
             return None
         account = self._account()
@@ -618,6 +690,8 @@ class Handler(BaseHTTPRequestHandler):
             status, body = execute(params)
             after_effect = None
             if status == 200:
+                if path == "/v1/payouts":
+                    state.meter.payout_created()
                 if faults.error_after_create_next:
                     faults.error_after_create_next -= 1
                     status, body = _error(500, "api_error", "An unknown error occurred")
@@ -668,7 +742,8 @@ class Handler(BaseHTTPRequestHandler):
                     return self._send(200, {"events": state.events, "attempts": list(state.deliveries.attempts),
                                             "pending": [e["id"] for e in state.deliveries.pending]})
             if path == "/_admin/stats":
-                return self._send(200, {"stats": dict(state.stats), "available": dict(state.available)})
+                return self._send(200, {"stats": dict(state.stats), "available": dict(state.available),
+                                        "traffic": state.meter.figures()})
         return self._send(404, {"error": {"message": f"no admin route {path}"}})
 
     def _admin_post(self, path: str, raw: bytes) -> None:
@@ -711,6 +786,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, list(state.accounts.values()))
             if path == "/_admin/restricted_keys":  # keys that may read but not create payouts (403)
                 state.restricted_keys = {str(k) for k in body.get("keys", [])}
+                return self._send(200, {"ok": True})
+            if path == "/_admin/traffic/reset":  # the traffic meter starts again (a load test's own figures)
+                state.meter = TrafficMeter()
                 return self._send(200, {"ok": True})
             if path == "/_admin/forget_keys":  # Stripe's 24 h key window has passed
                 state.keys.clear()

@@ -34,6 +34,7 @@ class StripeHook(BaseHook):
         policy = stripe_http_policy()
         self.timeout = policy.timeout if timeout is None else timeout
         self.max_network_retries = policy.network_retries if max_network_retries is None else max_network_retries
+        self.calls_per_second = policy.calls_per_second
         self._client: StripeClient | None = None
 
     @classmethod
@@ -59,7 +60,7 @@ class StripeHook(BaseHook):
 
     def get_conn(self) -> StripeClient:
         if self._client is None:
-            from stripe import RequestsClient, StripeClient
+            from stripe import StripeClient
 
             conn = self.get_connection(self.stripe_conn_id)
             if not conn.password:
@@ -72,10 +73,20 @@ class StripeHook(BaseHook):
                 conn.password,
                 base_addresses={"api": base} if base else None,
                 max_network_retries=self.max_network_retries,
-                http_client=RequestsClient(timeout=self.timeout),
+                http_client=self._http_client(),
                 stripe_version=STRIPE_API_VERSION,
             )
         return self._client
+
+    def _http_client(self) -> Any:
+        """stripe-python's requests client, paced when ``STRIPE_CALLS_PER_SECOND`` is set."""
+        from stripe import RequestsClient
+
+        if not self.calls_per_second:
+            return RequestsClient(timeout=self.timeout)
+        from investment_jobs.stripe.pacing import PacedRequestsClient, Pacer
+
+        return PacedRequestsClient(Pacer(self.calls_per_second), timeout=self.timeout)
 
     def test_connection(self) -> tuple[bool, str]:
         """Reads the balance: proves the address answers and the key is accepted."""

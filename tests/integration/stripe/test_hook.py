@@ -81,3 +81,40 @@ def test_the_sdk_is_the_one_the_version_was_read_from() -> None:
     from investment_jobs.stripe.calls import STRIPE_API_VERSION
 
     assert _ApiVersion.CURRENT == STRIPE_API_VERSION
+
+
+def test_stripe_calls_per_second_paces_every_request_of_a_task(stripe_standin, monkeypatch) -> None:
+    """A task paced at the account's limit never meets the stand-in's 429s, however fast it asks."""
+    import time
+
+    from investment_jobs.stripe.calls import available_currencies
+    from investment_jobs.stripe.hook import StripeHook
+    from investment_jobs.stripe.pacing import PacedRequestsClient
+
+    stripe_standin.faults(rate_limit=10)
+    monkeypatch.setenv("STRIPE_CALLS_PER_SECOND", "8")  # a little below: arrival times jitter
+    hook = StripeHook()
+    assert isinstance(hook._http_client(), PacedRequestsClient)
+    client = hook.get_conn()
+    started = time.monotonic()
+    for _ in range(15):
+        available_currencies(client)
+    assert time.monotonic() - started >= 14 / 8  # 15 calls 1/8 s apart: never faster than the pace
+    stats = stripe_standin.stats()
+    assert stats["stats"]["GET /v1/balance"] == 15 and "rate limited 429" not in stats["stats"]
+
+
+def test_unpaced_calls_beyond_the_limit_get_stripes_429(stripe_standin, monkeypatch) -> None:
+    import stripe
+
+    from investment_jobs.stripe.hook import StripeHook
+
+    stripe_standin.faults(rate_limit=5)
+    monkeypatch.delenv("STRIPE_CALLS_PER_SECOND", raising=False)
+    client = StripeHook().get_conn()
+    with pytest.raises(stripe.RateLimitError) as refused:
+        for _ in range(50):
+            client.v1.balance.retrieve()
+    assert refused.value.error.code == "rate_limit" and refused.value.http_status == 429
+    stats = stripe_standin.stats()
+    assert stats["stats"]["rate limited 429"] == 1 and stats["traffic"]["max_in_flight"] == 1
