@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat constraints.txt requirements.txt require
 DEVENV := $(PY) -m investment_jobs_dev.cli
 DEVENV_STACK := $(PY) -m investment_jobs_dev.stack
 
-.PHONY: venv chromium stack test test-unit lint demo job jobs-on jobs-off migrate bench soak lock clean
+.PHONY: venv chromium stack test test-unit lint demo job jobs-on jobs-off migrate bench soak soak-load lock clean
 
 venv: $(STAMP)
 
@@ -76,6 +76,13 @@ SOAK_DAYS ?= 60
 SOAK_SEED ?= 1
 soak: venv  ## months of operation under seeded faults on a real deployment; invariants; RELIABILITY.md
 	$(PY) -m investment_jobs_dev.soak --profile long --days "$(SOAK_DAYS)" --seed "$(SOAK_SEED)" --report RELIABILITY.md
+
+# SOAK_LOAD approved withdrawals (default 10,000) worked by two overlapping runs under Stripe's rate
+# limit (SOAK_RATE_LIMIT per second, default 25 as Stripe's test mode) and bursts of 429s.
+SOAK_LOAD ?= 10000
+SOAK_RATE_LIMIT ?= 25
+soak-load: venv  ## a withdrawal backlog, two overlapping runs, Stripe's rate limit and 429 bursts; RELIABILITY.md
+	$(PY) -m investment_jobs_dev.soak.load --requests "$(SOAK_LOAD)" --rate-limit "$(SOAK_RATE_LIMIT)" --report RELIABILITY.md
 
 lock:  ## re-freeze constraints.txt from the current virtualenv
 	$(PY) -m pip freeze --exclude-editable | grep -v '^investment-jobs' > constraints.txt

@@ -10,18 +10,22 @@ import json
 import pytest
 
 from investment_jobs_dev.soak import faults as F  # noqa: N812
+from investment_jobs_dev.soak.load import Backlog, paced_env
 from investment_jobs_dev.soak.run import PROFILES, Soak
 
 pytestmark = pytest.mark.integration
 
 SEED = 3
+BACKLOG, RATE_LIMIT = 200, 25  # the load's small version: two overlapping runs under Stripe's 25/s
 
 
 def test_a_few_days_under_every_fault_kind_end_with_nothing_lost(tmp_path) -> None:  # noqa: ANN001
     soak = Soak(PROFILES["short"], SEED, tmp_path / "soak")
+    soak.extra_env = paced_env(RATE_LIMIT)
     try:
         soak.start()
         figures = soak.run()
+        load = Backlog(soak, BACKLOG, RATE_LIMIT, burst=5, burst_every=5).run()
     finally:
         soak.stop()
     print(json.dumps({k: v for k, v in vars(figures).items() if k != "failed_runs"}, default=str, indent=1))
@@ -32,3 +36,8 @@ def test_a_few_days_under_every_fault_kind_end_with_nothing_lost(tmp_path) -> No
     assert figures.rounds_to_converge >= 2
     assert figures.daily_rows > 0 and figures.payouts > 0
     assert figures.runs["daily_performance"].get("success", 0) >= PROFILES["short"].days
+    # The backlog after the days: every request paid by exactly one payout, none over the limit.
+    print(json.dumps(vars(load), default=str, indent=1))
+    assert load.violations == []
+    assert load.completed == load.stripe_payouts == BACKLOG
+    assert load.max_payouts_in_a_second <= RATE_LIMIT and load.injected_429 > 0

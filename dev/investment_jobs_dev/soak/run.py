@@ -124,6 +124,7 @@ class Soak:
                                self.dates[-1].isoformat())
         self.malformed_dates: set[date] = set()
         self.triggered: dict[str, int] = {}
+        self.extra_env: dict[str, str] = {}  # settings a variant of the soak deploys with (the load's)
 
     # --- setting up ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -165,6 +166,7 @@ class Soak:
                 "DISTRIBUTION_APPROVAL": "auto", "OPERATOR_DECISIONS": "skip", "DEADLINE_ALERTS": "false",
                 "ML_ENGINE_PAGE_SIZE": "10", "ML_ENGINE_HTTP_TIMEOUT": "5", "STRIPE_HTTP_TIMEOUT": "5",
                 "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "4",
+                **self.extra_env,
             })
         say(f"soak: starting Airflow ({self.figures.executor}) on {self.stack.url}")
         self.stack.start()
