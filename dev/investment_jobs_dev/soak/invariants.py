@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
-from investment_jobs_dev.standins.ml_engine_data import EngineAccount, daily_item
+from investment_jobs_dev.standins.ml_engine_data import EngineAccount, accounts_in, daily_item
 
 MINOR_DIGITS = {"usd": 2, "eur": 2, "jpy": 0, "kwd": 3}  # ISO 4217, written here independently
 TWR_QUANTUM = Decimal("1E-10")
@@ -120,9 +120,7 @@ def ledger(conn) -> Check:  # noqa: ANN001
 
 def engine_accounts(conn) -> dict[str, EngineAccount]:  # noqa: ANN001
     """The engine stand-in's view of the book, read as the stand-in reads it at its start."""
-    return {r[0]: EngineAccount(r[0], r[1], r[2], Decimal(r[3]), r[4], r[5]) for r in _rows(conn, """
-        SELECT id::text, (opened_at AT TIME ZONE 'UTC')::date, (closed_at AT TIME ZONE 'UTC')::date,
-               initial_investment::text, product_id::text, status <> 'suspended' FROM investment.accounts""")}
+    return {a.account_id: a for a in accounts_in(conn)}
 
 
 def daily_rows(conn, engine_seed: int, accounts: dict[str, EngineAccount], dates: list[date], *,  # noqa: ANN001

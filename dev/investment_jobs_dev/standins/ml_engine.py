@@ -326,15 +326,13 @@ def load_accounts_from_db(dsn: str) -> list[dict]:
     """The engine's view of the book: every account that trades (suspended ones do not)."""
     import psycopg
 
+    from investment_jobs_dev.standins.ml_engine_data import accounts_in
+
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            """SELECT id::text, (opened_at AT TIME ZONE 'UTC')::date, (closed_at AT TIME ZONE 'UTC')::date,
-                      initial_investment::text, product_id::text, status <> 'suspended'
-               FROM investment.accounts"""
-        ).fetchall()
-    return [{"account_id": r[0], "opened_on": r[1].isoformat(),
-             "closed_on": r[2].isoformat() if r[2] else None, "initial_balance": r[3],
-             "product_id": r[4], "trading": r[5]} for r in rows]
+        accounts = accounts_in(conn)
+    return [{"account_id": a.account_id, "opened_on": a.opened_on.isoformat(),
+             "closed_on": a.closed_on.isoformat() if a.closed_on else None, "initial_balance": str(a.initial_balance),
+             "product_id": a.product_id, "trading": a.trading} for a in accounts]
 
 
 def main(argv: list[str] | None = None) -> int:

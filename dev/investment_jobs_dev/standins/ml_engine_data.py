@@ -37,6 +37,16 @@ class EngineAccount:
         return self.trading and self.opened_on <= day and (self.closed_on is None or self.closed_on > day)
 
 
+def accounts_in(conn) -> list[EngineAccount]:  # noqa: ANN001 - a psycopg connection
+    """The engine's view of the book, from the investment database: every account, suspended ones
+    not trading. What the stand-in reads at its start, and what the soak checks against."""
+    rows = conn.execute(
+        """SELECT id::text, (opened_at AT TIME ZONE 'UTC')::date, (closed_at AT TIME ZONE 'UTC')::date,
+                  initial_investment::text, product_id::text, status <> 'suspended'
+           FROM investment.accounts""").fetchall()
+    return [EngineAccount(r[0], r[1], r[2], Decimal(r[3]), r[4], r[5]) for r in rows]
+
+
 def _unit(seed: int, account_id: str, day_ordinal: int, salt: str) -> tuple[float, int]:  # float-ok
     digest = hashlib.blake2b(f"{seed}:{account_id}:{day_ordinal}:{salt}".encode(), digest_size=8).digest()
     n = int.from_bytes(digest, "big")
