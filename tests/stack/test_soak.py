@@ -16,7 +16,7 @@ from investment_jobs_dev.soak.run import PROFILES, Soak
 pytestmark = pytest.mark.integration
 
 SEED = 3
-BACKLOG, RATE_LIMIT = 200, 25  # the load's small version: two overlapping runs under Stripe's 25/s
+BACKLOG, RATE_LIMIT = 200, 25  # the load in small (make soak-load is the 10,000 one): the same checks under 25/s
 
 
 def test_a_few_days_under_every_fault_kind_end_with_nothing_lost(tmp_path) -> None:  # noqa: ANN001

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import threading
@@ -243,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-every", type=float, default=20.0, help="seconds between bursts")  # float-ok
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--report", type=Path, default=None, help="RELIABILITY.md to write the figures into")
-    parser.add_argument("--redis-db", type=int, default=11)
+    parser.add_argument("--redis-db", type=int, default=int(os.environ.get("SOAK_REDIS_DB", "0")) or 10,
+                        help="Celery's Redis database (default 10: beside the soaks' and the stack test's)")
     args = parser.parse_args(argv)
     work = args.work or LOCAL / f"soak-load-{args.requests}"
     soak = Soak(PROFILES["short"], seed=7, work=work, redis_db=args.redis_db)

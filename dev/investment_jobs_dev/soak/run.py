@@ -46,7 +46,9 @@ START = date(2026, 1, 1)
 DAG_IDS = ("daily_performance", "monthly_distribution", "withdrawal_processing", "ml_performance_sync",
            "data_cleanup")
 DAY_DEADLINE = 1800  # seconds for one simulated day's runs to end: generous, never a timing assertion
-REDIS_DB = {"short": 13, "long": 14}  # Celery's broker database per profile: both can run at once
+# Celery's broker database per profile (SOAK_REDIS_DB overrides): both, the load (10) and the Celery
+# stack test (11) can run at once.
+REDIS_DB = {"short": 13, "long": 14}
 
 # A failed run must end with a message the README documents (its "What a failed … run means"
 # tables, and "Under faults" for what the deployment itself can do to a run).
@@ -110,7 +112,7 @@ class Figures:
 class Soak:
     def __init__(self, profile: Profile, seed: int, work: Path, redis_db: int | None = None) -> None:
         self.profile, self.seed, self.work = profile, seed, work
-        self.redis_db = REDIS_DB[profile.name] if redis_db is None else redis_db
+        self.redis_db = redis_db or int(os.environ.get("SOAK_REDIS_DB", "0")) or REDIS_DB[profile.name]
         self.rng = random.Random(seed)
         self.dates = [START + timedelta(days=i) for i in range(profile.days)]
         self.pg = OwnPostgres()
