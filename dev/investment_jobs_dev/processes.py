@@ -18,8 +18,12 @@ def die_with_parent() -> None:
 
 def stop_on_signals() -> None:
     """Ctrl-C (SIGINT) and `kill` (SIGTERM) both unwind through the caller's cleanup, even when the
-    shell that started us left SIGINT ignored (as it does for background jobs)."""
+    shell that started us left SIGINT ignored (as it does for background jobs). Only the first one:
+    a second signal while the cleanup runs (``timeout`` and ``pkill`` both sending SIGTERM, a second
+    Ctrl-C) would abort it and leave a cluster or a stack behind; ``kill -9`` still stops us."""
     def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
