@@ -554,10 +554,14 @@ class Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         if url.path.startswith("/_admin/"):
             return self._admin_get(url.path)
+        return self._metered(self._api_get, url, query)
+
+    def _metered(self, handle: Any, *args: Any) -> None:
+        """An API request: admitted by the rate limit, and counted in flight while it is handled."""
         if not self._admitted():
             return None
         try:
-            return self._api_get(url, query)
+            return handle(*args)
         finally:
             self.state.meter.leave()
 
@@ -616,12 +620,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = self._body()
         if url.path.startswith("/_admin/"):
             return self._admin_post(url.path, raw)
-        if not self._admitted():
-            return None
-        try:
-            return self._api_post(url, raw)
-        finally:
-            self.state.meter.leave()
+        return self._metered(self._api_post, url, raw)
 
     def _api_post(self, url: Any, raw: bytes) -> None:
         if not self._authorised(write=True):
