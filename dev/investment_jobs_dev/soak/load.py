@@ -34,7 +34,7 @@ from pathlib import Path
 from investment_jobs_dev import LOCAL, say
 from investment_jobs_dev.processes import stop_on_signals
 from investment_jobs_dev.soak import invariants
-from investment_jobs_dev.soak.run import PROFILES, Soak, _commit
+from investment_jobs_dev.soak.run import PROFILES, Soak, _commit, payable_accounts
 from investment_jobs_dev.standins.admin import StripeAdmin
 
 BANK_PREFIX = "ba_load_"  # the backlog's destinations: its requests among the soak's
@@ -93,10 +93,7 @@ class Backlog:
 
         rng = random.Random(self.requests)
         with psycopg.connect(self.soak.pg.dsn("investment")) as conn:
-            accounts = conn.execute(
-                """SELECT a.id, a.user_id, a.current_balance, p.currency FROM investment.accounts a
-                   JOIN investment.products p ON p.id = a.product_id
-                   WHERE a.status = 'active' AND a.current_balance > 100 ORDER BY a.id""").fetchall()
+            accounts = payable_accounts(conn)
             share = max(self.requests // len(accounts), 1) * 2  # together at most half a balance
             with conn.cursor().copy(
                     """COPY investment.withdrawal_requests (account_id, user_id, amount, withdrawal_method,

@@ -68,6 +68,14 @@ DEPLOYMENT_FAILURES = (r"terminating connection|server closed the connection|con
                        r"heartbeat|zombie|killed|externally|SIGKILL|-9")
 
 
+def payable_accounts(conn) -> list[tuple]:  # noqa: ANN001 - a psycopg connection
+    """(id, user id, balance, currency) of the active accounts with something to withdraw."""
+    return conn.execute(
+        """SELECT a.id, a.user_id, a.current_balance, p.currency FROM investment.accounts a
+           JOIN investment.products p ON p.id = a.product_id
+           WHERE a.status = 'active' AND a.current_balance > 100 ORDER BY a.id""").fetchall()
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -189,10 +197,7 @@ class Soak:
         import psycopg
 
         with psycopg.connect(self.pg.dsn("investment")) as conn:
-            accounts = conn.execute(
-                """SELECT a.id, a.user_id, a.current_balance, p.currency FROM investment.accounts a
-                   JOIN investment.products p ON p.id = a.product_id
-                   WHERE a.status = 'active' AND a.current_balance > 100 ORDER BY a.id""").fetchall()
+            accounts = payable_accounts(conn)
             for account_id, user_id, balance, currency in self.rng.sample(
                     accounts, min(self.profile.requests_per_day, len(accounts))):
                 unit = Decimal(1).scaleb(-invariants.MINOR_DIGITS[currency])
