@@ -335,12 +335,6 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, run: RunR
     return {"pages": pages, "received": received, "valid": valid, "rejected": rejected}
 
 
-def _item_row(item: DailyItem) -> tuple:
-    return (item.account_id, item.opening_balance, item.closing_balance, item.daily_return,
-            item.daily_return_percentage, item.trades_executed, item.winning_trades, item.losing_trades,
-            item.ml_agent_data)
-
-
 def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, tables: Staging, items: list[tuple[DailyItem, Any]]
                 ) -> list[tuple[Rejected, Any]]:
     """COPY a page of valid items into staging in a savepoint. Should the database still refuse one
@@ -353,7 +347,7 @@ def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, tables: Staging, 
     try:
         with conn.transaction(), cur.copy(statement) as copy:
             for item, _ in items:
-                copy.write_row(_item_row(item))
+                copy.write_row(item)
         return []
     except refusals:
         pass
@@ -361,7 +355,7 @@ def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, tables: Staging, 
     for item, raw in items:
         try:
             with conn.transaction(), cur.copy(statement) as copy:
-                copy.write_row(_item_row(item))
+                copy.write_row(item)
         except refusals as exc:
             message = getattr(getattr(exc, "diag", None), "message_primary", None) or type(exc).__name__
             refused.append((Rejected(item.account_id, f"the database refused the item: {message[:300]}"), raw))

@@ -391,8 +391,6 @@ def test_a_run_for_d_stores_d_in_every_zone(book: Book, monkeypatch, zone: str, 
 def test_an_item_the_database_refuses_despite_validation_is_rejected_not_the_day(book: Book, monkeypatch) -> None:  # noqa: ANN001
     """The last guard of defect 5 of issue 12: should validation miss a case, the page is copied again
     item by item and the refused item becomes a reject with the database's own reason."""
-    import dataclasses
-
     import psycopg
 
     from investment_jobs.jobs import daily
@@ -404,7 +402,7 @@ def test_an_item_the_database_refuses_despite_validation_is_rejected_not_the_day
     def misses_a_case(raw, day):  # noqa: ANN001, ANN202
         result = validate_item(raw, day)
         if getattr(result, "account_id", None) == victim:  # jsonb refuses \u0000: validation "missed" it
-            return dataclasses.replace(result, ml_agent_data='{"note": "\\u0000"}')
+            return result._replace(ml_agent_data='{"note": "\\u0000"}')
         return result
 
     monkeypatch.setattr(daily, "validate_item", misses_a_case)

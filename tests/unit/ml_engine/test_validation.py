@@ -6,8 +6,10 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
-from investment_jobs.ml_engine.validation import DailyItem, Rejected, validate_item
+from investment_jobs.ml_engine.validation import DailyItem, Rejected, checked_item, usual_item, validate_item
 from investment_jobs.money import loads_exact
 
 DAY = date(2026, 1, 5)
@@ -136,3 +138,96 @@ def test_reasons_and_account_ids_of_rejects_hold_only_storable_text() -> None:
     assert isinstance(result, Rejected)
     assert "\x00" not in result.account_id + result.reason
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in result.account_id + result.reason)
+
+
+# --- the fast path never answers differently from the full checks ------------------------------
+AMOUNT_TEXTS = st.one_of(
+    st.decimals(min_value=-10**13, max_value=10**13, allow_nan=False, allow_infinity=False, places=8).map(str),
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.from_regex(r"-?[0-9]{1,14}(\.[0-9]{0,12})?", fullmatch=True),
+    st.sampled_from(["0", "-0", "100.00", "-100", "-99.9999999999", "1e3", "01.5", "1.", ".5", " 1", "1_000",
+                     "١٢", "999999999999.99999999", "1000000000000", "9999999999.9999999999"]),
+)
+AMOUNTS = st.one_of(AMOUNT_TEXTS, st.integers(-10**13, 10**13), st.decimals(allow_nan=False, places=3),
+                    st.none(), st.booleans())
+COUNTS = st.one_of(st.integers(-3, 40), st.integers(2**31 - 3, 2**31 + 3), st.decimals(places=1, min_value=0,
+                   max_value=50), st.booleans(), st.none(), st.text(max_size=3))
+AGENT_DATA = st.one_of(
+    st.none(), st.integers(),
+    st.dictionaries(st.text(max_size=5), st.one_of(
+        st.text(max_size=8), st.integers(), st.booleans(), st.none(), st.decimals(allow_nan=True),
+        st.lists(st.integers(), max_size=3)), max_size=4),
+    st.just({"n": Decimal("1E+5000")}), st.just({"big": "x" * 70_000}),
+)
+
+
+ODD_VALUES = {
+    "account_id": st.one_of(st.just(ACCOUNT.upper()), st.uuids().map(str), st.text(max_size=5), st.none(),
+                            st.integers()),
+    "date": st.sampled_from(["2026-01-06", "2026-1-5", None, "2026-01-05 "]),
+    "opening_balance": AMOUNTS, "closing_balance": AMOUNTS, "daily_return": AMOUNTS,
+    "daily_return_percentage": AMOUNTS, "trades_executed": COUNTS, "winning_trades": COUNTS,
+    "losing_trades": COUNTS, "ml_agent_data": AGENT_DATA,
+}
+
+
+@st.composite
+def engine_items(draw: st.DrawFn) -> dict:
+    """The usual item with up to three fields odd (or absent) in the ways an engine gets them wrong."""
+    raw = item(ml_agent_data={"agent_id": "a-1", "confidence": Decimal("0.5")})
+    for name in draw(st.sets(st.sampled_from(sorted(ODD_VALUES)), max_size=3)):
+        raw[name] = draw(st.one_of(ODD_VALUES[name], st.just(...)))
+    return {k: v for k, v in raw.items() if v is not ...}
+
+
+PERCENT_EDGES = ["-100", "-100.0000000000", "-99.9999999999", "9999999999.9999999999", "10000000000", "-0"]
+BALANCE_EDGES = ["999999999999.99999999", "1000000000000", "0.00000001", "0.000000001", "-0.00", "00"]
+
+
+@st.composite
+def plausible_items(draw: st.DrawFn) -> dict:
+    """Items whose fields all hold, with varied digits: mostly the fast path's, at its edges too."""
+    balances = st.one_of(st.sampled_from(BALANCE_EDGES).map(Decimal), st.decimals(
+        min_value=0, max_value=Decimal("999999999999.99999999"), places=draw(st.integers(0, 9))))
+    opening, closing = draw(balances), draw(balances)
+    trades = draw(st.integers(0, 2**31 - 1))
+    winning = draw(st.integers(0, trades))
+    return item(opening_balance=str(opening), closing_balance=str(closing),
+                daily_return=str(closing - opening + draw(st.sampled_from([0, Decimal("0.01"), Decimal("-0.011")]))),
+                daily_return_percentage=draw(st.one_of(st.sampled_from(PERCENT_EDGES), st.decimals(
+                    min_value=-100, max_value=10**10, places=draw(st.integers(0, 11))).map(str))),
+                trades_executed=trades, winning_trades=winning, losing_trades=draw(st.integers(0, trades - winning)),
+                ml_agent_data=draw(AGENT_DATA))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(engine_items(), plausible_items()))
+def test_the_fast_path_agrees_with_the_full_checks(raw: dict) -> None:
+    fast = usual_item(raw, DAY.isoformat())
+    full = checked_item(raw, DAY)
+    if fast is not None:
+        assert isinstance(full, DailyItem)
+        assert tuple(fast) == tuple(full)
+        assert [type(v) for v in fast] == [type(v) for v in full]
+    assert validate_item(raw, DAY) == (fast if fast is not None else full)
+    event("fast path" if fast is not None else "full checks")
+
+
+def test_the_fast_path_takes_the_usual_item() -> None:
+    assert usual_item(item(), DAY.isoformat()) == checked_item(item(), DAY)
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"items": [{"a": 1.50, "b": 12345678901234567890123, "c": 1e5, "d": "\\u0000"}], "next_cursor": null}',
+    b'[NaN, Infinity, -Infinity]', b'["\\ud800"]', b'[1' + b'0' * 5000 + b']', b'{"a": 1, "a": 2}',
+    b'[-0.0, -0, 1E400, 1e-400, 0.1e5]', '["é", 2.5]', b' [1] ',
+])
+def test_exact_json_reads_as_the_standard_library_does(payload: bytes | str) -> None:
+    import json
+
+    try:
+        expected = json.loads(payload, parse_float=Decimal, parse_constant=Decimal)
+    except ValueError:
+        expected = json.loads(payload, parse_float=Decimal, parse_constant=Decimal, parse_int=Decimal)
+    got = loads_exact(payload)
+    assert repr(got) == repr(expected)
