@@ -33,6 +33,8 @@ def run_day(conn_factory: Callable[[], Any], day: Any, run_id: str, profile_step
     from investment_jobs.ml_engine.client import MLEngineClient
 
     run = daily.reference_for(day, run_id)
+    if os.environ.get("PROFILE_STATEMENTS"):
+        _time_statements()
     seconds: dict[str, float] = {}
     counts: dict[str, Any] = {}
     profiler = cProfile.Profile()
@@ -63,6 +65,27 @@ def run_day(conn_factory: Callable[[], Any], day: Any, run_id: str, profile_step
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
         print(out.getvalue())
     return seconds
+
+
+def _time_statements() -> None:
+    """Print each statement of the steps that takes over 30 ms (PROFILE_STATEMENTS=1)."""
+    import psycopg
+
+    if getattr(psycopg.Connection.execute, "_timed", False):
+        return
+    original = psycopg.Connection.execute
+
+    def execute(self, query, params=None, **kwargs):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        out = original(self, query, params, **kwargs)
+        took = time.perf_counter() - started
+        if took > 0.03:
+            text = query.as_string(self) if hasattr(query, "as_string") else str(query)
+            print(f"  {took:6.3f} s  {' '.join(text.split())[:110]}")
+        return out
+
+    execute._timed = True
+    psycopg.Connection.execute = execute
 
 
 def main() -> int:

@@ -167,6 +167,7 @@ def floor(dsn: str, day: date) -> dict:
                                     json.dumps(i["ml_agent_data"], default=str)))
                     rows += 1
         copied = time.perf_counter()
+        conn.execute("SELECT investment.ensure_daily_partition(%s)", (day,))
         conn.execute(
             """INSERT INTO investment.daily_performance AS t (account_id, product_id, date, opening_balance,
                closing_balance, daily_return, daily_return_percentage, cumulative_return,
@@ -241,6 +242,7 @@ def bench_monthly(server) -> dict:  # noqa: ANN001
     dsn, _ = prepare_book(server, "ij_bench_monthly", 100_000)
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
+        conn.execute("SELECT investment.ensure_daily_partition('2026-01-01')")
         conn.execute(
             """INSERT INTO investment.daily_performance (account_id, product_id, date, opening_balance,
                    closing_balance, daily_return, daily_return_percentage, cumulative_return,
@@ -287,7 +289,8 @@ def extend_to_a_year(conn) -> dict:  # noqa: ANN001
         """SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
            WHERE conrelid = 'investment.daily_performance'::regclass AND contype = 'p'""").fetchone()
     conn.execute(f"ALTER TABLE investment.daily_performance DROP CONSTRAINT {primary_key[0]}")
-    conn.execute("SET session_replication_role = replica")  # no FK triggers for the bulk load
+    conn.execute("SELECT investment.ensure_daily_partitions(%s, '2025-12-31')", (YEAR_START,))
+    conn.execute("SET session_replication_role = replica")  # no reference triggers for the bulk load
     month_start = YEAR_START
     while month_start < date(2026, 1, 1):
         month_end = (month_start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)

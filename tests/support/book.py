@@ -30,6 +30,7 @@ def fill_days(book: Book | str, start: date, end: date, salt: str = "") -> None:
     import psycopg
 
     with (psycopg.connect(book) if isinstance(book, str) else book.connect()) as conn:
+        conn.execute("SELECT investment.ensure_daily_partitions(%s, %s)", (start, end))
         conn.execute(
             """
             INSERT INTO investment.daily_performance (account_id, product_id, date, opening_balance,

@@ -111,14 +111,22 @@ REJECT_WHAT_THE_BOOK_CANNOT_TAKE = """
     LEFT JOIN investment.accounts a ON a.id = i.account_id
     WHERE d.n IS NOT NULL OR s.account_id IS NULL
 """
-# A lateral join ``p`` to the stored day before D of the row ``x``: what D's cumulative fields chain from.
+# ``p``: the stored day before D of the row ``x``, what D's cumulative fields chain from. Usually it
+# is D - 1, one date's rows in one hash join; only an account without a row on D - 1 (a gap, or its
+# first day) looks further back, by its key (the lateral's one-time filter skips it for the rest).
 DAY_BEFORE_X = sql.SQL("""
+    LEFT JOIN investment.daily_performance y ON y.account_id = x.account_id AND y.date = %(d)s::date - 1
     LEFT JOIN LATERAL (
         SELECT dp.cumulative_return, dp.cumulative_return_percentage
         FROM investment.daily_performance dp
-        WHERE dp.account_id = x.account_id AND dp.date < %(d)s
+        WHERE y.account_id IS NULL AND dp.account_id = x.account_id AND dp.date < %(d)s
         ORDER BY dp.date DESC LIMIT 1
-    ) p ON true
+    ) older ON true
+    CROSS JOIN LATERAL (
+        SELECT coalesce(y.cumulative_return, older.cumulative_return) AS cumulative_return,
+               coalesce(y.cumulative_return_percentage, older.cumulative_return_percentage)
+                   AS cumulative_return_percentage
+    ) p
 """)
 CREATE_READY = """
     CREATE UNLOGGED TABLE {ready} AS
@@ -207,6 +215,7 @@ CHAIN_LATER_DAYS_AGAIN = """
 COUNT_STORED_REJECTS = """
     SELECT count(*) FROM investment.daily_performance_rejects WHERE run_id = %(run)s AND date = %(d)s
 """
+ENSURE_PARTITION = "SELECT investment.ensure_daily_partition(%(d)s)"  # D's month (migration 0012)
 BUMP_CHAIN_VERSION = "UPDATE investment.daily_chain_version SET version = version + 1"
 
 # Days after D are a range on the date index: empty in the usual forward run.
@@ -399,6 +408,7 @@ def persist(conn: psycopg.Connection, run: RunReference, chain_version: int | No
             rechained_d = tables.execute(conn, CHAIN_D_AGAIN, params, day_before_x=DAY_BEFORE_X).rowcount
         conn.execute(FORGET_STORED_REJECTS, params)
         tables.execute(conn, STORE_REJECTS, params)
+        conn.execute(ENSURE_PARTITION, params)
         upserted = tables.execute(conn, UPSERT_DAY).rowcount
         later = tables.execute(conn, CHAIN_LATER_DAYS_AGAIN, params).rowcount
         rejects = conn.execute(COUNT_STORED_REJECTS, params).fetchone()[0]
