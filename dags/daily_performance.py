@@ -34,6 +34,9 @@ later stored days are recomputed. A backfill of an old day never overwrites a ne
 - *N engine item(s) rejected*: the good items were stored; each reject and its reason is in
   `investment.daily_performance_rejects` (and the `summarise` log). Fix the engine's data and
   rerun D. `DAILY_REJECT_TOLERANCE` (default 0) sets how many rejects a run accepts.
+- *the daily rows of YYYY-MM were archived by data_cleanup*: D's month is older than
+  `DAILY_PERFORMANCE_RETENTION_MONTHS` and its partition is in schema `investment_archive`; such a
+  date is not written again (nothing was written).
 - *ML engine HTTP 429/5xx or unreachable*: retried with backoff, then the task fails; nothing
   was written for D. Rerun D when the engine is back.
 - *bulk listing … next_cursor came back* or *still not finished after N pages*: the engine's
@@ -71,15 +74,20 @@ def daily_performance() -> None:
         fails (e.g. D has not ended), there is nothing to drop and the teardown is skipped.
         """
         import pendulum
+        from airflow.sdk.exceptions import AirflowFailException
 
         from investment_jobs.jobs import daily
+        from investment_jobs.jobs.daily_months import MonthArchived
         from investment_jobs.operations.run_context import ended_business_date, with_connection
         from investment_jobs.operations.run_log import job_started
 
         job_started(context)
         now = pendulum.now("UTC")  # clock-ok: only to refuse a day that has not ended
         run = daily.reference_for(ended_business_date(context, now), context["run_id"])
-        active = with_connection(daily.snapshot_active_accounts, run, config.cron_timezone())
+        try:
+            active = with_connection(daily.snapshot_active_accounts, run, config.cron_timezone())
+        except MonthArchived as exc:  # a retry gets the same answer
+            raise AirflowFailException(str(exc)) from None
         return {"run": run.to_xcom(), "active_accounts": active, "started_at": now.isoformat()}
 
     @task

@@ -10,12 +10,19 @@ on its day):
 - archives `closed` accounts closed more than `CLOSED_ACCOUNT_ARCHIVE_DAYS` (365) days before B,
   by setting status `archived` (the rows are kept), except an account with a withdrawal that has
   not ended or a month it was active in that is not distributed yet (those are listed).
+- with `DAILY_PERFORMANCE_RETENTION_MONTHS` = N (default 0: keep every month), archives each whole
+  month of `daily_performance` before the N months preceding B's month whose distribution run
+  completed: its partition is detached into schema `investment_archive` (no row is deleted; an
+  instant however many rows), listed in `investment.archived_daily_months` and the summary's
+  `daily_months`. A month not distributed yet is kept and listed. An archived month is never
+  written again: daily and monthly runs of it fail at once and say so. The fund view's book
+  summaries keep its figures; the account section no longer shows its days.
 
 It works in batches of `CLEANUP_BATCH_SIZE` (5000) rows, each its own short transaction, so no
 lock is held for long. **Dry run:** trigger with the param `dry_run` = true to see what it would
 do (the summary's `would_delete` / `would_archive`) without changing anything. A rerun is a no-op.
 
-Tasks: delete failed transactions → archive closed accounts → summarise.
+Tasks: delete failed transactions → archive closed accounts → archive old daily months → summarise.
 """
 
 from __future__ import annotations
@@ -55,18 +62,28 @@ def data_cleanup() -> None:
                                config.cron_timezone(), bool(context["params"]["dry_run"]))
 
     @task
-    def summarise(deleted: dict, archived: dict, **context) -> dict:
+    def archive_old_daily_months(**context) -> dict:
+        """Whole months of daily_performance before the retention window, detached into investment_archive."""
+        from investment_jobs.jobs.daily_months import archive_old_months
+        from investment_jobs.operations.run_context import run_date, with_connection
+
+        return with_connection(archive_old_months, run_date(context), config.daily_performance_retention_months(),
+                               context["run_id"], bool(context["params"]["dry_run"]))
+
+    @task
+    def summarise(deleted: dict, archived: dict, months: dict, **context) -> dict:
         from investment_jobs.jobs import cleanup
         from investment_jobs.operations.run_context import run_date
         from investment_jobs.operations.run_log import finish_run
 
-        summary = cleanup.summarise(run_date(context), bool(context["params"]["dry_run"]), deleted, archived)
+        summary = cleanup.summarise(run_date(context), bool(context["params"]["dry_run"]), deleted, archived, months)
         return finish_run(summary, deleted["started_at"], context)
 
     deleted = delete_failed_transactions()
     archived = archive_closed_accounts()
-    deleted >> archived
-    summarise(deleted, archived)
+    months = archive_old_daily_months()
+    deleted >> archived >> months
+    summarise(deleted, archived, months)
 
 
 data_cleanup()

@@ -66,6 +66,8 @@ The waiting approval is announced on the alert webhook with a link to its page.
   within `DRIFT_DECISION_TIMEOUT`) leaves it: rerun the period to be asked again.
 - *not the ones approved*: the computed rows changed after the approval; rerun the period.
 - *period … has not ended yet*: pick a logical date in an earlier month.
+- *the daily rows of YYYY-MM were archived by data_cleanup*: the month is older than
+  `DAILY_PERFORMANCE_RETENTION_MONTHS`; its distribution stands and is not computed again.
 
 Tasks: assess accounts → compute fees → approve distribution → distribute → resolve drift →
 summarise (→ drop staging).
@@ -93,15 +95,20 @@ def monthly_distribution() -> None:
     def assess_accounts(**context) -> dict:
         """Resolve P from the run; decide each active account's outcome (setup: creates staging)."""
         import pendulum
+        from airflow.sdk.exceptions import AirflowFailException
 
         from investment_jobs.jobs import monthly
+        from investment_jobs.jobs.daily_months import MonthArchived
         from investment_jobs.operations.run_context import ended_period, with_connection
         from investment_jobs.operations.run_log import job_started
 
         job_started(context)
         now = pendulum.now("UTC")  # clock-ok: only to refuse a month that has not ended
         run = monthly.reference_for(ended_period(context, now), context["run_id"])
-        outcomes = with_connection(monthly.assess_accounts, run, config.cron_timezone())
+        try:
+            outcomes = with_connection(monthly.assess_accounts, run, config.cron_timezone())
+        except MonthArchived as exc:  # a retry gets the same answer
+            raise AirflowFailException(str(exc)) from None
         return {"run": run.to_xcom(), "outcomes": outcomes, "started_at": now.isoformat()}
 
     @task

@@ -164,6 +164,15 @@ def closed_account_archive_days() -> int:
     return env_int("CLOSED_ACCOUNT_ARCHIVE_DAYS", 365)
 
 
+def daily_performance_retention_months() -> int:
+    """Whole months of daily_performance kept before B's month; older ones are archived by
+    data_cleanup (detached into schema investment_archive). 0, the default: every month is kept."""
+    months = env_int("DAILY_PERFORMANCE_RETENTION_MONTHS", 0)
+    if months < 0:
+        raise ValueError(f"DAILY_PERFORMANCE_RETENTION_MONTHS must be 0 (keep all) or more, got {months}")
+    return months
+
+
 def cleanup_batch_size() -> int:
     return env_int("CLEANUP_BATCH_SIZE", 5000)
 

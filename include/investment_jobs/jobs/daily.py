@@ -295,7 +295,11 @@ def _params(run: RunReference, **more: Any) -> dict[str, Any]:
 
 # --- 1. snapshot -------------------------------------------------------------------------------
 def snapshot_active_accounts(conn: psycopg.Connection, run: RunReference, timezone: str) -> int:
-    """Create the run's staging tables and fill the set of accounts active on D."""
+    """Create the run's staging tables and fill the set of accounts active on D (refused for a month
+    whose daily rows data_cleanup archived: :class:`~investment_jobs.jobs.daily_months.MonthArchived`)."""
+    from investment_jobs.jobs.daily_months import refuse_if_archived
+
+    refuse_if_archived(conn, Period.of(run.business_date))
     tables = staging(run)
     tables.recreate(conn, CREATE_ACCOUNTS, ACCOUNTS_KEY, CREATE_ITEMS, CREATE_REJECTS, params=_params(run, tz=timezone))
     count = tables.count(conn, "accounts")

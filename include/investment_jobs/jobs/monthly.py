@@ -255,7 +255,11 @@ DRIFTED = """
 
 # --- 1. assess ---------------------------------------------------------------------------------
 def assess_accounts(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
-    """Create the run's staging tables and decide each account's outcome for the period."""
+    """Create the run's staging tables and decide each account's outcome for the period (refused
+    for a month whose daily rows data_cleanup archived: :class:`~investment_jobs.jobs.daily_months.MonthArchived`)."""
+    from investment_jobs.jobs.daily_months import refuse_if_archived
+
+    refuse_if_archived(conn, run.period)  # type: ignore[arg-type]
     tables = staging(run)
     tables.recreate(conn, CREATE_ASSESSED, ASSESSED_KEY, CREATE_MISSING, CREATE_READY, params=_params(run, tz=timezone))
     counts = dict(tables.execute(conn, COUNT_OUTCOMES).fetchall())

@@ -5,8 +5,9 @@ chain step PostgreSQL can inline. The rows are carried over.
   would hold 365 million a year. Declarative range partitions of one month each
   (``investment.daily_performance_YYYY_MM``) keep the unique key (``account_id``, ``date``) and the
   date index; a query by date reads one partition, the monthly job's scan of a month is one
-  partition's, and ``data_cleanup`` can archive a whole old month by detaching it (an instant, no
-  row is deleted). ``investment.ensure_daily_partition(d)`` makes D's month (as a table, then
+  partition's, and ``data_cleanup`` can archive a whole old month by detaching it into schema
+  ``investment_archive`` (an instant, no row is deleted; ``investment.archived_daily_months``).
+  ``investment.ensure_daily_partition(d)`` makes D's month (as a table, then
   ATTACH, which takes only a SHARE UPDATE EXCLUSIVE lock: readers and writers of other months go
   on); persist calls it for D. No default partition: a row for a month nobody made fails loudly
   instead of landing where a later ATTACH would refuse it.
@@ -53,6 +54,24 @@ COLUMNS = f"""
     CONSTRAINT daily_performance_trades_add_up CHECK (winning_trades + losing_trades <= trades_executed)
 """
 
+# Whole months detached from daily_performance by data_cleanup (DAILY_PERFORMANCE_RETENTION_MONTHS):
+# kept as tables in schema investment_archive, out of every job's reach; a month here is never
+# written again (ensure_daily_partition refuses it, the daily and monthly jobs say so first).
+ARCHIVE = """
+    CREATE SCHEMA IF NOT EXISTS investment_archive;
+    CREATE TABLE investment.archived_daily_months (
+        month text PRIMARY KEY CHECK (month ~ '^[0-9]{4}-[0-9]{2}$'),
+        archived_table text NOT NULL,
+        rows bigint,
+        run_id text NOT NULL,
+        archived_at timestamptz NOT NULL DEFAULT now(),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TRIGGER archived_daily_months_set_updated_at BEFORE UPDATE ON investment.archived_daily_months
+        FOR EACH ROW EXECUTE FUNCTION investment.set_updated_at();
+"""
+
 FUNCTIONS = f"""
     -- Half-even to 10 decimals, inlinable: a tie is exactly 5 at the 11th decimal; it goes to the
     -- even 10th decimal (trunc keeps an even one; round() takes an odd one away from zero).
@@ -72,9 +91,17 @@ FUNCTIONS = f"""
     DECLARE
         first_day date := date_trunc('month', d)::date;
         name text := 'daily_performance_' || to_char(first_day, 'YYYY_MM');
+        archived text;
     BEGIN
         IF to_regclass('investment.' || name) IS NULL THEN
             PERFORM pg_advisory_xact_lock(hashtext('investment.daily_performance partitions'));
+            SELECT archived_table INTO archived FROM investment.archived_daily_months
+            WHERE month = to_char(first_day, 'YYYY-MM');
+            IF FOUND THEN
+                RAISE EXCEPTION 'the daily rows of % were archived by data_cleanup (into %): no date of that month '
+                                'is written again', to_char(first_day, 'YYYY-MM'), archived
+                    USING ERRCODE = 'object_not_in_prerequisite_state';
+            END IF;
             IF to_regclass('investment.' || name) IS NULL THEN  -- nobody made it while we waited
                 EXECUTE format('CREATE TABLE investment.%I (LIKE investment.daily_performance '
                                'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
@@ -162,6 +189,7 @@ def upgrade() -> None:
             PARTITION BY RANGE (date);
         CREATE INDEX daily_performance_date_idx ON investment.daily_performance (date);
     """)
+    op.execute(ARCHIVE)
     op.execute(FUNCTIONS)
     op.execute(TRIGGERS)
     op.execute("""
@@ -205,4 +233,5 @@ def downgrade() -> None:
             SELECT investment.round_half_even((100 + previous_pct) * (100 + daily_pct) * 0.01 - 100, 10)
         $$;
         DROP FUNCTION investment.round_half_even_10(numeric);
-    """)
+        DROP TABLE investment.archived_daily_months;
+    """)  # the tables in investment_archive stay: archived rows are never dropped by a downgrade
