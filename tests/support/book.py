@@ -30,7 +30,8 @@ def fill_days(book: Book | str, start: date, end: date, salt: str = "") -> None:
     import psycopg
 
     with (psycopg.connect(book) if isinstance(book, str) else book.connect()) as conn:
-        conn.execute("SELECT investment.ensure_daily_partitions(%s, %s)", (start, end))
+        if conn.execute("SELECT to_regprocedure('investment.ensure_daily_partitions(date, date)')").fetchone()[0]:
+            conn.execute("SELECT investment.ensure_daily_partitions(%s, %s)", (start, end))  # by month (0012)
         conn.execute(
             """
             INSERT INTO investment.daily_performance (account_id, product_id, date, opening_balance,
