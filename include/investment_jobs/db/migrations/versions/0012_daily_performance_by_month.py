@@ -140,7 +140,9 @@ FUNCTIONS = f"""
         RETURN NULL;
     END $$;
 
-    -- The other side: an account or product that daily rows name is never deleted or re-keyed.
+    -- The other side: an account or product that daily rows name is never deleted or re-keyed. An
+    -- account is found by the primary key's first column; a product (no index on product_id, as
+    -- before with the foreign key) by reading the table: products are not deleted in business.
     CREATE FUNCTION investment.refuse_removing_what_daily_rows_name() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         PERFORM pg_advisory_xact_lock({REFERENCES_LOCK});
@@ -158,12 +160,11 @@ FUNCTIONS = f"""
 TRIGGERS = """
     CREATE TRIGGER daily_performance_set_updated_at BEFORE UPDATE ON investment.daily_performance
         FOR EACH ROW EXECUTE FUNCTION investment.set_updated_at();
-    CREATE TRIGGER daily_performance_references_inserted AFTER INSERT ON investment.daily_performance
+""" + "".join(f"""
+    CREATE TRIGGER daily_performance_references_{done} AFTER {event} ON investment.daily_performance
         REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
         EXECUTE FUNCTION investment.daily_performance_check_references();
-    CREATE TRIGGER daily_performance_references_updated AFTER UPDATE ON investment.daily_performance
-        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-        EXECUTE FUNCTION investment.daily_performance_check_references();
+""" for done, event in (("inserted", "INSERT"), ("updated", "UPDATE"))) + """
     CREATE TRIGGER accounts_named_by_daily_rows BEFORE DELETE ON investment.accounts
         FOR EACH ROW EXECUTE FUNCTION investment.refuse_removing_what_daily_rows_name();
     CREATE TRIGGER accounts_rekeyed_named_by_daily_rows BEFORE UPDATE OF id ON investment.accounts
