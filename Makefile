@@ -22,7 +22,7 @@ $(STAMP): constraints.txt requirements.txt requirements-dev.txt pyproject.toml d
 
 test: venv chromium  ## the whole suite: unit, DAG integrity, integration (real PostgreSQL + stand-ins), the UI in Chromium
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # Debian's Chromium for the browser test. CI runs only `make test`, so this installs it when it is
 # missing and this is root with apt-get; otherwise (or with NO_CHROMIUM=1) that test is skipped

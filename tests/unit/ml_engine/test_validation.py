@@ -200,7 +200,7 @@ def plausible_items(draw: st.DrawFn) -> dict:
                 ml_agent_data=draw(AGENT_DATA))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.one_of(engine_items(), plausible_items()))
 def test_the_fast_path_agrees_with_the_full_checks(raw: dict) -> None:
     fast = usual_item(raw, DAY.isoformat())
