@@ -21,8 +21,7 @@ def connect(conn_id: str = INVESTMENT_DB_CONN_ID) -> psycopg.Connection:
     # for 6 ms (the daily re-chain of later days, which is empty in a forward run).
     # work_mem: the jobs hash a date's rows (100k accounts: about 10 MB a hash), which the default
     # 4 MB spilled to disk in batches. Per hash or sort node of the one statement a job runs at a time.
-    conn.execute("SET jit = off")
-    conn.execute("SET work_mem = '64MB'")
+    conn.execute("SET jit = off; SET work_mem = '64MB'")  # one round trip
     conn.commit()
     return conn
 

@@ -138,10 +138,9 @@ def archive_closed_accounts(conn: psycopg.Connection, business_date: date, archi
 
 
 def summarise(business_date: date, dry_run: bool, deleted: dict[str, Any], archived: dict[str, Any],
-              months: dict[str, Any] | None = None) -> dict[str, Any]:
+              months: dict[str, Any]) -> dict[str, Any]:
     """The run's summary line: what was (or, in a dry run, would be) deleted and archived."""
     transactions = {k: v for k, v in deleted.items() if k != "started_at"}
-    months = months or {"retention_months": 0, "archived": [], "kept": {}}
     return {"job_name": "data_cleanup", "business_date": business_date.isoformat(), "dry_run": dry_run,
             "transactions": transactions, "accounts": archived, "daily_months": months,
             "processed": deleted.get("deleted", 0) + archived.get("archived", 0) + len(months.get("archived", [])),

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from investment_jobs.business_dates import Period
+from investment_jobs.jobs.daily import CHAIN_LOCK  # the lock every date's persist holds
 
 if TYPE_CHECKING:
     import psycopg
 
 ARCHIVE_SCHEMA = "investment_archive"
-CHAIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))"
 LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"  # never queue long behind a reader, blocking the rest
 
 ARCHIVED = "SELECT archived_table, archived_at FROM investment.archived_daily_months WHERE month = %s"
