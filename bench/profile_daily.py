@@ -56,7 +56,7 @@ def run_day(conn_factory: Callable[[], Any], day: Any, run_id: str, profile_step
     computed = timed("compute", daily.compute_returns, run, "UTC")
     counts.update(computed)
     counts.update(timed("persist", daily.persist, run, computed["chain_version"]))
-    counts.update(timed("accounts", daily.update_account_snapshots, run, "UTC"))
+    counts.update(timed("accounts", daily.update_account_snapshots, run, "UTC", counts["persisted_chain_version"]))
     timed("summarise", daily.summarise, run, counts, 0)
     timed("drop", daily.drop_staging, run)
     seconds["total"] = round(sum(seconds.values()), 3)

@@ -66,8 +66,12 @@ DAG_ID = "daily_performance"
     doc_md=__doc__,
 )
 def daily_performance() -> None:
+    # SHARDS mapped pulls, one account range each: a deployment setting read as the DAG is parsed
+    # (like its schedule), so a run and its retries keep the count its DAG version shows.
+    shards = config.daily_shards()
+
     @setup
-    def fetch_active_accounts(**context) -> dict:
+    def fetch_active_accounts(shards: int, **context) -> dict:
         """Resolve D from the run and snapshot the accounts active on D into staging.
 
         A setup task: it creates the run's staging tables, which the teardown drops; when it
@@ -85,24 +89,30 @@ def daily_performance() -> None:
         now = pendulum.now("UTC")  # clock-ok: only to refuse a day that has not ended
         run = daily.reference_for(ended_business_date(context, now), context["run_id"])
         try:
-            active = with_connection(daily.snapshot_active_accounts, run, config.cron_timezone())
+            active = with_connection(daily.snapshot_active_accounts, run, config.cron_timezone(), shards)
         except MonthArchived as exc:  # a retry gets the same answer
             raise AirflowFailException(str(exc)) from None
-        return {"run": run.to_xcom(), "active_accounts": active, "started_at": now.isoformat()}
+        return {"run": run.to_xcom(), "active_accounts": active, "started_at": now.isoformat(), "shards": shards}
 
-    @task
-    def pull_ml_performance(snapshot: dict) -> dict:
-        """Page the engine's listing for D into staging; a listing that breaks the contract fails at once."""
+    @task(map_index_template="{{ account_range | default('') }}")
+    def pull_ml_performance(snapshot: dict, shard: int) -> dict:
+        """Page the engine's listing for D (one account range per mapped task, SHARDS) into
+        staging; a listing that breaks the contract fails at once."""
+        from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
         from investment_jobs.jobs import daily
         from investment_jobs.ml_engine.client import MLEngineClient, PermanentEngineError
+        from investment_jobs.ml_engine.shards import AccountRange
         from investment_jobs.operations.run_context import run_step
 
+        account_range = AccountRange(shard, snapshot["shards"])
+        get_current_context()["account_range"] = account_range.label  # the mapped task's name in the grid
         with MLEngineClient() as client:
             try:
                 return run_step(lambda conn, run: daily.pull_performance(
-                    conn, client, run, config.ml_engine_page_size(), config.ml_engine_max_pages()), snapshot["run"])
+                    conn, client, run, config.ml_engine_page_size(), config.ml_engine_max_pages(), account_range),
+                    snapshot["run"])
             except PermanentEngineError as exc:  # a retry gets the same answer
                 raise AirflowFailException(str(exc)) from None
 
@@ -121,14 +131,15 @@ def daily_performance() -> None:
         return run_step(daily.persist, snapshot["run"], computed.get("chain_version"))
 
     @task
-    def update_account_snapshots(snapshot: dict) -> dict:
+    def update_account_snapshots(snapshot: dict, persisted: dict) -> dict:
         from investment_jobs.jobs import daily
         from investment_jobs.operations.run_context import run_step
 
-        return run_step(daily.update_account_snapshots, snapshot["run"], config.cron_timezone())
+        return run_step(daily.update_account_snapshots, snapshot["run"], config.cron_timezone(),
+                        persisted.get("persisted_chain_version"))
 
     @task(outlets=[DAILY_PERFORMANCE])
-    def summarise(snapshot: dict, pulled: dict, computed: dict, persisted: dict, updated: dict, **context) -> dict:
+    def summarise(snapshot: dict, pulled: list, computed: dict, persisted: dict, updated: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE. On
         success, D's partition of the daily asset is stored: the month's rollup counts it."""
         from investment_jobs.jobs import daily
@@ -136,7 +147,8 @@ def daily_performance() -> None:
         from investment_jobs.operations.run_context import run_step
         from investment_jobs.operations.run_log import finish_run
 
-        counts = {"active_accounts": snapshot["active_accounts"], **pulled, **computed, **persisted, **updated}
+        counts = {"active_accounts": snapshot["active_accounts"], **daily.add_pulled(list(pulled[:])), **computed,
+                  **persisted, **updated}
         summary = run_step(daily.summarise, snapshot["run"], counts, config.daily_reject_tolerance())
         finish_run(summary, snapshot["started_at"], context, daily.check_tolerance)
         announce_distribution_drift(summary, context)
@@ -151,13 +163,12 @@ def daily_performance() -> None:
 
         run_step(daily.drop_staging, snapshot["run"])
 
-    snapshot = fetch_active_accounts()
-    pulled = pull_ml_performance(snapshot)
+    snapshot = fetch_active_accounts(shards)
+    pulled = pull_ml_performance.partial(snapshot=snapshot).expand(shard=list(range(shards)))
     computed = compute_returns(snapshot)
     persisted = persist(snapshot, computed)
-    updated = update_account_snapshots(snapshot)
+    updated = update_account_snapshots(snapshot, persisted)
     chain(pulled, computed)
-    chain(persisted, updated)
     summarise(snapshot, pulled, computed, persisted, updated) >> drop_staging(snapshot)
 
 

@@ -123,6 +123,16 @@ def ml_engine_max_pages() -> int | None:
     return value if value > 0 else None
 
 
+def daily_shards() -> int:
+    """How many mapped tasks pull and validate a date's listing, each an account range (SHARDS)."""
+    from investment_jobs.ml_engine.shards import MAX_SHARDS
+
+    value = env_int("SHARDS", 1)
+    if not 1 <= value <= MAX_SHARDS:
+        raise ValueError(f"SHARDS must be between 1 and {MAX_SHARDS}, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class TaskRetryPolicy:
     retries: int

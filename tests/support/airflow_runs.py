@@ -10,15 +10,23 @@ from tests.support.paths import ROOT
 _dags: dict = {}
 
 
+# Settings a DAG's shape depends on (read as it is parsed): a test that sets one gets its own parse.
+SHAPING = ("SHARDS",)
+
+
 def load_dag(dag_id: str):  # noqa: ANN201
-    """The DAG object parsed from its file in dags/ (once per session), as the scheduler would."""
-    if dag_id not in _dags:
+    """The DAG object parsed from its file in dags/ (once per session and shaping settings), as the
+    scheduler would."""
+    import os
+
+    key = (dag_id, *(os.environ.get(name, "") for name in SHAPING))
+    if key not in _dags:
         from airflow.dag_processing.dagbag import DagBag
 
         bag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py"))
         assert not bag.import_errors, bag.import_errors
-        _dags[dag_id] = bag.get_dag(dag_id)
-    return _dags[dag_id]
+        _dags[key] = bag.get_dag(dag_id)
+    return _dags[key]
 
 
 def run_dag(dag_id: str, day: date | datetime, conf: dict | None = None):  # noqa: ANN201

@@ -34,9 +34,9 @@ class EngineAdmin(StandInAdmin):
     def register(self, accounts: list[dict]) -> None:
         self.call("POST", "/_admin/accounts", accounts)
 
-    def warm(self, day: date, limit: int) -> None:
-        """Render a date's pages before any timing starts (the benchmark)."""
-        self.call("POST", f"/_admin/warm?date={day.isoformat()}&limit={limit}")
+    def warm(self, day: date, limit: int, shards: int = 1) -> None:
+        """Render a date's pages (of each of ``shards`` account ranges) before any timing starts."""
+        self.call("POST", f"/_admin/warm?date={day.isoformat()}&limit={limit}&shards={shards}")
 
 
 class StripeAdmin(StandInAdmin):

@@ -47,6 +47,9 @@ class Faults:
     raw_items: list[str] = field(default_factory=list)  # JSON texts appended to each date's listing
     # The engine restates days: account id -> an amount added to its daily return and closing balance.
     restate: dict[str, str] = field(default_factory=dict)
+    # An engine without the listing's account range (an addition to contracts.md): every range
+    # gets the whole listing.
+    ignore_account_range: bool = False
 
     @classmethod
     def from_json(cls, body: dict) -> Faults:
@@ -63,6 +66,7 @@ class Faults:
             paging=str(body.get("paging", "")),
             raw_items=[str(t) for t in body.get("raw_items", [])],
             restate={str(k): str(v) for k, v in body.get("restate", {}).items()},
+            ignore_account_range=bool(body.get("ignore_account_range", False)),
         )
         if faults.paging not in PAGING_FAULTS:
             raise ValueError(f"unknown paging fault {faults.paging!r}; one of {PAGING_FAULTS}")
@@ -116,14 +120,18 @@ class EngineState:
             items.append(daily_item(self.seed, ghost, day))
         return items
 
-    def pages(self, day: date, limit: int) -> list[bytes]:
-        """Page bodies for one date, rendered once and cached (the benchmark warms them)."""
-        key = (day.isoformat(), limit)
+    def pages(self, day: date, limit: int, account_from: str | None = None, account_to: str | None = None
+              ) -> list[bytes]:
+        """Page bodies for one date (of one account range), rendered once and cached (the benchmark
+        warms them)."""
+        key = (day.isoformat(), limit, account_from, account_to)
         with self.lock:
             cached = self._pages.get(key)
         if cached is not None:
             return cached
         items = self.items_for(day)
+        if account_from is not None or account_to is not None:
+            items = [i for i in items if _in_range(i.get("account_id"), account_from, account_to)]
         chunks = [items[i:i + limit] for i in range(0, len(items), limit)] or [[]]
         bodies = []
         for n, chunk in enumerate(chunks):
@@ -135,12 +143,34 @@ class EngineState:
                 next_cursor = _cursor(0)
             elif last and self.faults.paging == "endless":
                 next_cursor = ENDLESS
-            texts = [json.dumps(item) for item in chunk] + (self.faults.raw_items if last else [])
+            raw = [t for t in self.faults.raw_items if _in_range(_raw_account(t), account_from, account_to)]
+            texts = [json.dumps(item) for item in chunk] + (raw if last else [])
             bodies.append(('{"items": [' + ", ".join(texts) + '], "next_cursor": ' + json.dumps(next_cursor)
                            + "}").encode())
         with self.lock:
             self._pages[key] = bodies
         return bodies
+
+
+def _in_range(account_id: object, account_from: str | None, account_to: str | None) -> bool:
+    """The listing's account range (an addition to contracts.md): [account_from, account_to) by the
+    ids' 128-bit value; an id that is not a UUID is in the range that has no account_from."""
+    try:
+        value = uuid.UUID(str(account_id)).int if isinstance(account_id, str) else None
+    except ValueError:
+        value = None
+    if value is None:
+        return account_from is None
+    return ((account_from is None or uuid.UUID(account_from).int <= value)
+            and (account_to is None or value < uuid.UUID(account_to).int))
+
+
+def _raw_account(text: str) -> object:
+    try:
+        item = json.loads(text)
+    except ValueError:
+        return None
+    return item.get("account_id") if isinstance(item, dict) else None
 
 
 def _malform(item: dict, kind: str) -> dict:
@@ -215,16 +245,22 @@ def create_app(state: EngineState | None = None) -> FastAPI:
         return response
 
     @app.get("/api/v1/performance/daily")
-    def daily(request: Request, limit: int = 1000, cursor: str | None = None) -> Response:
+    def daily(request: Request, limit: int = 1000, cursor: str | None = None, account_from: str | None = None,
+              account_to: str | None = None) -> Response:
         day_text = request.query_params.get("date")
         try:
             day = date.fromisoformat(day_text or "")
             page = _page_of(cursor)
+            for bound in (account_from, account_to):
+                if bound is not None:
+                    uuid.UUID(bound)
         except ValueError as exc:
             return _error(400, str(exc))
         if not 1 <= limit <= 50_000:
             return _error(400, "limit must be between 1 and 50000")
-        bodies = state.pages(day, limit)
+        if state.faults.ignore_account_range:
+            account_from = account_to = None
+        bodies = state.pages(day, limit, account_from, account_to)
         if page >= len(bodies):
             return _error(400, "cursor past the end")
         body = bodies[page]
@@ -308,7 +344,12 @@ def create_app(state: EngineState | None = None) -> FastAPI:
     def warm(request: Request) -> dict:
         day = date.fromisoformat(request.query_params["date"])
         limit = int(request.query_params.get("limit", "1000"))
-        return {"pages": len(state.pages(day, limit))}
+        shards = int(request.query_params.get("shards", "1"))  # the pages of each range SHARDS asks for
+        if shards == 1:
+            return {"pages": len(state.pages(day, limit))}
+        from investment_jobs.ml_engine.shards import account_ranges
+
+        return {"pages": sum(len(state.pages(day, limit, r.lower, r.upper)) for r in account_ranges(shards))}
 
     @app.get("/_admin/stats")
     def stats() -> dict[str, Any]:

@@ -79,6 +79,10 @@ class Staging:
     def table(self, role: str) -> sql.Identifier:
         return sql.Identifier(STAGING_SCHEMA, self.name(role))
 
+    def part(self, role: str, n: int) -> sql.Identifier:
+        """Partition ``n`` of a partitioned role's table (dropped with it)."""
+        return sql.Identifier(STAGING_SCHEMA, f"{self.name(role)}_{n}")
+
     def sql(self, statement: str, **fragments: sql.Composable) -> sql.Composed:
         """``statement`` with each ``{role}`` field bound to this run's table of that role, and any
         other field to one of the job's own SQL ``fragments`` (constants, never input)."""

@@ -33,6 +33,7 @@ from investment_jobs.business_dates import Period
 from investment_jobs.config import SUMMARY_ID_LIMIT
 from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.ml_engine.client import page_limit
+from investment_jobs.ml_engine.shards import AccountRange
 from investment_jobs.ml_engine.validation import DailyItem, Rejected, validate_item
 from investment_jobs.money import dumps_lenient
 from investment_jobs.views.summaries import record_run_quality, refresh_book_day
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 JOB = "dp"
 ROLES = ("accounts", "items", "rejects", "ready")
 CHAIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))"
+WHOLE_LISTING = AccountRange()  # one shard: the listing as contracts.md has it
 
 
 class RejectsOverTolerance(Exception):
@@ -69,22 +71,27 @@ CREATE_ACCOUNTS = """
       AND (a.closed_at IS NULL OR (a.closed_at AT TIME ZONE %(tz)s)::date > %(d)s)
 """
 ACCOUNTS_KEY = "ALTER TABLE {accounts} ADD PRIMARY KEY (account_id)"
+# One partition per shard (an account range, SHARDS): each mapped pull writes, and on a retry
+# empties, only its own; the later steps read them all through the parent.
 CREATE_ITEMS = """
-    CREATE UNLOGGED TABLE {items} (
+    CREATE TABLE {items} (
         account_id uuid NOT NULL,
         opening_balance numeric NOT NULL, closing_balance numeric NOT NULL,
         daily_return numeric NOT NULL, daily_return_percentage numeric NOT NULL,
         trades_executed integer NOT NULL, winning_trades integer NOT NULL,
-        losing_trades integer NOT NULL, ml_agent_data jsonb)
+        losing_trades integer NOT NULL, ml_agent_data jsonb, shard smallint NOT NULL) PARTITION BY LIST (shard)
 """
-# stage: 'parse' (the item itself is bad) or 'match' (the book cannot take it)
+CREATE_SHARD_ITEMS = "CREATE UNLOGGED TABLE {part} PARTITION OF {items} (shard DEFAULT {shard}) FOR VALUES IN ({shard})"
+# stage: 'parse' (the item itself is bad: its shard's) or 'match' (the book cannot take it)
 CREATE_REJECTS = """
     CREATE UNLOGGED TABLE {rejects} (account_id text NOT NULL, reason text NOT NULL, item jsonb,
-                                     stage text NOT NULL DEFAULT 'parse')
+                                     stage text NOT NULL DEFAULT 'parse', shard smallint)
 """
-EMPTY_PULLED = "TRUNCATE {items}, {rejects}"
-COPY_ITEMS = "COPY {items} FROM STDIN"
-COPY_REJECTS = "COPY {rejects} (account_id, reason, item) FROM STDIN"
+EMPTY_SHARD = "TRUNCATE {part}"
+FORGET_SHARD_REJECTS = "DELETE FROM {rejects} WHERE stage = 'parse' AND shard = %(shard)s"
+COPY_ITEMS = """COPY {part} (account_id, opening_balance, closing_balance, daily_return, daily_return_percentage,
+                             trades_executed, winning_trades, losing_trades, ml_agent_data) FROM STDIN"""
+COPY_REJECTS = "COPY {rejects} (account_id, reason, item, shard) FROM STDIN"
 ANALYZE_ITEMS = "ANALYZE {items} (account_id)"  # the joins' column (and the row count): not the jsonb
 
 CHAIN_VERSION = "SELECT version FROM investment.daily_chain_version"
@@ -102,7 +109,7 @@ REJECT_WHAT_THE_BOOK_CANNOT_TAKE = """
                          (a.opened_at AT TIME ZONE %(tz)s)::date,
                          coalesce(((a.closed_at AT TIME ZONE %(tz)s)::date)::text, '-'))
            END,
-           to_jsonb(i),
+           to_jsonb(i) - 'shard',
            'match'
     FROM {items} i
     LEFT JOIN (SELECT account_id, count(*) AS n FROM {items} GROUP BY 1 HAVING count(*) > 1) d
@@ -218,7 +225,11 @@ COUNT_STORED_REJECTS = """
 ENSURE_PARTITION = "SELECT investment.ensure_daily_partition(%(d)s)"  # D's month (migration 0012)
 BUMP_CHAIN_VERSION = "UPDATE investment.daily_chain_version SET version = version + 1"
 
-# Days after D are a range on the date index: empty in the usual forward run.
+# Days after D are a range on the date index: empty in the usual forward run. ``d`` is D's row as
+# stored: the staged copy itself while no date was written since this run's persist (then the two
+# are equal), else the stored row, which another date's persist may have re-chained.
+D_AS_STAGED = sql.SQL("CROSS JOIN LATERAL (SELECT r.closing_balance, r.cumulative_return_percentage) d")
+D_AS_STORED = sql.SQL("JOIN investment.daily_performance d ON d.account_id = r.account_id AND d.date = %(d)s")
 UPDATE_ACCOUNTS = """
     WITH later AS (
         SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
@@ -239,13 +250,14 @@ UPDATE_ACCOUNTS = """
                d.closing_balance - coalesce(s.net_out, 0) AS balance,
                coalesce(l.cumulative_return_percentage, d.cumulative_return_percentage) AS twr
         FROM {ready} r
-        JOIN investment.daily_performance d ON d.account_id = r.account_id AND d.date = %(d)s
+        {day_rows}
         LEFT JOIN later l ON l.account_id = r.account_id
         LEFT JOIN settled_after s ON s.account_id = r.account_id
     )
     UPDATE investment.accounts a
     SET current_balance = CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END,
-        total_return_percentage = t.twr
+        total_return_percentage = t.twr,
+        updated_at = now()  -- stamped here: the row trigger is skipped (migration 0013)
     FROM target t
     WHERE a.id = t.account_id
       AND (CASE WHEN t.d_is_newest THEN greatest(t.balance, 0) ELSE a.current_balance END, t.twr)
@@ -294,68 +306,92 @@ def _params(run: RunReference, **more: Any) -> dict[str, Any]:
 
 
 # --- 1. snapshot -------------------------------------------------------------------------------
-def snapshot_active_accounts(conn: psycopg.Connection, run: RunReference, timezone: str) -> int:
-    """Create the run's staging tables and fill the set of accounts active on D (refused for a month
-    whose daily rows data_cleanup archived: :class:`~investment_jobs.jobs.daily_months.MonthArchived`)."""
+def snapshot_active_accounts(conn: psycopg.Connection, run: RunReference, timezone: str, shards: int = 1) -> int:
+    """Create the run's staging tables (``shards`` partitions of items) and fill the set of accounts
+    active on D (refused for a month whose daily rows data_cleanup archived:
+    :class:`~investment_jobs.jobs.daily_months.MonthArchived`)."""
     from investment_jobs.jobs.daily_months import refuse_if_archived
 
     refuse_if_archived(conn, Period.of(run.business_date))
+    AccountRange(0, shards)  # a bad count fails here, before any table
     tables = staging(run)
     tables.recreate(conn, CREATE_ACCOUNTS, ACCOUNTS_KEY, CREATE_ITEMS, CREATE_REJECTS, params=_params(run, tz=timezone))
+    with conn.transaction():
+        for shard in range(shards):
+            tables.execute(conn, CREATE_SHARD_ITEMS, part=_shard_items(tables, shard), shard=sql.Literal(shard))
     count = tables.count(conn, "accounts")
     conn.rollback()
     return count
 
 
 # --- 2. pull -----------------------------------------------------------------------------------
+def _shard_items(tables: Staging, shard: int) -> sql.Identifier:
+    return tables.part("items", shard)
+
+
 def pull_performance(conn: psycopg.Connection, client: MLEngineClient, run: RunReference, page_size: int,
-                     max_pages: int | None = None) -> dict[str, int]:
-    """Page D's bulk listing into staging; one page in memory at a time; all or nothing.
+                     max_pages: int | None = None, shard: AccountRange = WHOLE_LISTING) -> dict[str, int]:
+    """Page D's bulk listing (of ``shard``'s account range) into staging; one page in memory at a
+    time; all or nothing for the shard (a retry empties only its own partition and rejects).
 
     ``max_pages`` bounds the listing (an engine whose cursor never ends fails the run instead of
     filling staging forever); by default it is what D's active accounts can need (see
     :func:`~investment_jobs.ml_engine.client.page_limit`). An item the database refuses despite
-    validation becomes a reject with the database's reason, never a failed day.
+    validation becomes a reject with the database's reason, never a failed day. An item of another
+    shard's range (an engine that ignores the range) is left to that shard: counted, not kept.
     """
     tables = staging(run)
+    part = _shard_items(tables, shard.index)
     day = run.business_date
-    received = valid = rejected = pages = 0
+    received = valid = rejected = pages = elsewhere = 0
+    whole = shard.count == 1
     with conn.transaction():
         if max_pages is None:
             max_pages = page_limit(tables.count(conn, "accounts"), page_size)
-        tables.execute(conn, EMPTY_PULLED)
+        tables.execute(conn, EMPTY_SHARD, part=part)
+        tables.execute(conn, FORGET_SHARD_REJECTS, {"shard": shard.index})
         cur = conn.cursor()
-        for page in client.iter_daily_performance(day, page_size, max_pages=max_pages):
+        for page in client.iter_daily_performance(day, page_size, max_pages=max_pages, extra=shard.query()):
             pages += 1
             good: list[tuple[DailyItem, Any]] = []
             bad: list[tuple[Rejected, Any]] = []
             for raw in page:
                 outcome = validate_item(raw, day)
-                if isinstance(outcome, DailyItem):
+                if not whole and not shard.holds(outcome.account_id):
+                    elsewhere += 1
+                elif isinstance(outcome, DailyItem):
                     good.append((outcome, raw))
                 else:
                     bad.append((outcome, raw))
             received += len(page)
-            refused = _copy_items(conn, cur, tables, good)
+            refused = _copy_items(conn, cur, tables.sql(COPY_ITEMS, part=part), good)
             bad.extend(refused)
             valid += len(good) - len(refused)
             rejected += len(bad)
             if bad:
                 with cur.copy(tables.sql(COPY_REJECTS)) as copy:
                     for reject, raw in bad:
-                        copy.write_row((reject.account_id, reject.reason, dumps_lenient(raw)))
-        tables.execute(conn, ANALYZE_ITEMS)
-    return {"pages": pages, "received": received, "valid": valid, "rejected": rejected}
+                        copy.write_row((reject.account_id, reject.reason, dumps_lenient(raw), shard.index))
+    return {"pages": pages, "received": received - elsewhere, "valid": valid, "rejected": rejected,
+            "other_shards_items": elsewhere}
 
 
-def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, tables: Staging, items: list[tuple[DailyItem, Any]]
-                ) -> list[tuple[Rejected, Any]]:
+def add_pulled(shards: list[dict[str, int]]) -> dict[str, int]:
+    """The shards' pull counts, added up (what summarise reports for the whole date)."""
+    total: dict[str, int] = {}
+    for counts in shards:
+        for key, value in counts.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, statement: sql.Composed,
+                items: list[tuple[DailyItem, Any]]) -> list[tuple[Rejected, Any]]:
     """COPY a page of valid items into staging in a savepoint. Should the database still refuse one
     (a case validation missed), the page is written again item by item and each refused item comes
     back as a reject with the database's reason: one odd item never fails the day."""
     import psycopg
 
-    statement = tables.sql(COPY_ITEMS)
     refusals = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
     try:
         with conn.transaction(), cur.copy(statement) as copy:
@@ -385,6 +421,7 @@ def compute_returns(conn: psycopg.Connection, run: RunReference, timezone: str) 
     tables = staging(run)
     with conn.transaction():
         version = conn.execute(CHAIN_VERSION).fetchone()[0]
+        tables.execute(conn, ANALYZE_ITEMS)  # every shard's items are in
         tables.execute(conn, DROP_READY)
         tables.execute(conn, FORGET_MATCH_REJECTS)
         tables.execute(conn, REJECT_WHAT_THE_BOOK_CANNOT_TAKE, _params(run, tz=timezone))
@@ -419,11 +456,12 @@ def persist(conn: psycopg.Connection, run: RunReference, chain_version: int | No
         refresh_book_day(conn, run.business_date)  # the fund view's sums of D, in D's transaction
         conn.execute(BUMP_CHAIN_VERSION)
     return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
-            "chained_again_after_a_concurrent_date": rechained_d}
+            "chained_again_after_a_concurrent_date": rechained_d, "persisted_chain_version": int(current) + 1}
 
 
 # --- 5. accounts -------------------------------------------------------------------------------
-def update_account_snapshots(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
+def update_account_snapshots(conn: psycopg.Connection, run: RunReference, timezone: str,
+                             persisted_chain_version: int | None = None) -> dict[str, int]:
     """Bring accounts up to their newest stored day, and never back to an older one.
 
     current_balance changes only where D is the account's newest stored day (a backfill of an old
@@ -434,11 +472,16 @@ def update_account_snapshots(conn: psycopg.Connection, run: RunReference, timezo
     total_return_percentage always follows the newest stored day, whose chain a late day may have
     just changed: D's own chain too, so it is read from the stored row, never from staging (an
     earlier date persisted after this run's persist re-chains the stored D, not this run's copy).
+    Unless no date was written since (the chain version is still the one persist left, the usual
+    run): then the copy is the stored row, and reading it spares a lookup per account.
     """
     with conn.transaction():
         conn.execute(CHAIN_LOCK)  # the same lock as persist: later days are read while no date is written
-        updated = staging(run).execute(conn, UPDATE_ACCOUNTS, _params(run, tz=timezone)).rowcount
-    return {"accounts_updated": updated}
+        unchanged = persisted_chain_version is not None and \
+            conn.execute(CHAIN_VERSION).fetchone()[0] == persisted_chain_version
+        updated = staging(run).execute(conn, UPDATE_ACCOUNTS, _params(run, tz=timezone),
+                                       day_rows=D_AS_STAGED if unchanged else D_AS_STORED).rowcount
+    return {"accounts_updated": updated, "accounts_from_staged_day": int(unchanged)}
 
 
 # --- 6. summary --------------------------------------------------------------------------------
@@ -464,6 +507,8 @@ def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any
         "run_id": run.run_id,
         "active_accounts": counts.get("active_accounts"),
         "received": counts.get("received"),
+        # sent to a shard for another's account range (an engine that ignores SHARDS' ranges): 0
+        "items_outside_their_shard": counts.get("other_shards_items", 0),
         "processed": counts.get("ready"),
         "rows_changed": counts.get("upserted"),
         "later_days_rechained": counts.get("later_days_rechained"),

@@ -106,9 +106,10 @@ class MLEngineClient:
         )
         return retrying(once)
 
-    def iter_daily_performance(self, business_date: date, limit: int, max_pages: int | None = None
-                               ) -> Iterator[list[Any]]:
-        """Yield the bulk listing of one date, page by page (raw items, Decimal amounts).
+    def iter_daily_performance(self, business_date: date, limit: int, max_pages: int | None = None,
+                               extra: dict[str, str] | None = None) -> Iterator[list[Any]]:
+        """Yield the bulk listing of one date, page by page (raw items, Decimal amounts); ``extra``
+        parameters go with every page's request (a shard's account range).
 
         The listing ends when ``next_cursor`` is null. A cursor seen before (a repeat or a cycle)
         or more than ``max_pages`` pages is the engine's fault, not an end: it raises
@@ -118,7 +119,7 @@ class MLEngineClient:
         seen: set[str] = set()
         pages = 0
         while True:
-            params: dict[str, Any] = {"date": business_date.isoformat(), "limit": limit}
+            params: dict[str, Any] = {"date": business_date.isoformat(), "limit": limit, **(extra or {})}
             if cursor:
                 params["cursor"] = cursor
             body = self._request("GET", "/api/v1/performance/daily", params=params)

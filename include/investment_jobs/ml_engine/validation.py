@@ -64,7 +64,7 @@ class Rejected:
     reason: str
 
 
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # What PostgreSQL cannot keep in text or jsonb: NUL, and UTF-16 surrogates without their pair.
 _UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 # In JSON text: an exponent too large for jsonb's numeric (Decimals are written 1E+5000).
@@ -129,7 +129,7 @@ def agent_data_json(agent_data: Any) -> tuple[str | None, str | None]:
 
 def _account_uuid(text: str) -> str:
     """The canonical (lower-case, hyphenated) form; raises ValueError for what is not a UUID."""
-    if _CANONICAL_UUID.fullmatch(text):
+    if CANONICAL_UUID.fullmatch(text):
         return text
     return str(uuid.UUID(text))
 

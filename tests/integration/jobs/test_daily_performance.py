@@ -286,12 +286,18 @@ def test_an_earlier_date_landing_after_persist_still_leaves_accounts_on_the_newe
         return counts
 
     monkeypatch.setattr(daily, "persist", persist_then_the_day_before_lands)
-    succeeded(run_dag("daily_performance", second))
+    late = run_dag("daily_performance", second)
+    succeeded(late)
     interleaved = (book.query(TABLE), book.query(ACCOUNTS))
+    # D's run wrote after D+1's persist: D+1's accounts were read from the stored (re-chained) rows
+    assert xcom(late, "update_account_snapshots")["accounts_from_staged_day"] == 0
 
     reset_book(book)
     for day in (first, second):
-        succeeded(run_dag("daily_performance", day))
+        in_order = run_dag("daily_performance", day)
+        succeeded(in_order)
+        # nothing wrote between persist and the update: the staged day is the stored one
+        assert xcom(in_order, "update_account_snapshots")["accounts_from_staged_day"] == 1
     sequential = (book.query(TABLE), book.query(ACCOUNTS))
     assert interleaved[0] == sequential[0]
     assert interleaved[1] == sequential[1]

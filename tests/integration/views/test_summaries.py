@@ -62,7 +62,7 @@ def run_day(day: date) -> None:
         counts.update(daily.pull_performance(conn, client, run, 7))
         counts.update(daily.compute_returns(conn, run, "UTC"))
         counts.update(daily.persist(conn, run, counts["chain_version"]))
-        counts.update(daily.update_account_snapshots(conn, run, "UTC"))
+        counts.update(daily.update_account_snapshots(conn, run, "UTC", counts["persisted_chain_version"]))
         daily.summarise(conn, run, counts, 0)
         daily.drop_staging(conn, run)
 
