@@ -71,6 +71,7 @@ def daily_performance() -> None:
     shards = config.daily_shards()
 
     @setup
+    @task(multiple_outputs=False)
     def fetch_active_accounts(shards: int, **context) -> dict:
         """Resolve D from the run and snapshot the accounts active on D into staging.
 
@@ -94,7 +95,7 @@ def daily_performance() -> None:
             raise AirflowFailException(str(exc)) from None
         return {"run": run.to_xcom(), "active_accounts": active, "started_at": now.isoformat(), "shards": shards}
 
-    @task(map_index_template="{{ account_range | default('') }}")
+    @task(map_index_template="{{ account_range | default('') }}", multiple_outputs=False)
     def pull_ml_performance(snapshot: dict, shard: int) -> dict:
         """Page the engine's listing for D (one account range per mapped task, SHARDS) into
         staging; a listing that breaks the contract fails at once."""
@@ -116,21 +117,21 @@ def daily_performance() -> None:
             except PermanentEngineError as exc:  # a retry gets the same answer
                 raise AirflowFailException(str(exc)) from None
 
-    @task
+    @task(multiple_outputs=False)
     def compute_returns(snapshot: dict) -> dict:
         from investment_jobs.jobs import daily
         from investment_jobs.operations.run_context import run_step
 
         return run_step(daily.compute_returns, snapshot["run"], config.cron_timezone())
 
-    @task
+    @task(multiple_outputs=False)
     def persist(snapshot: dict, computed: dict) -> dict:
         from investment_jobs.jobs import daily
         from investment_jobs.operations.run_context import run_step
 
         return run_step(daily.persist, snapshot["run"], computed.get("chain_version"))
 
-    @task
+    @task(multiple_outputs=False)
     def update_account_snapshots(snapshot: dict, persisted: dict) -> dict:
         from investment_jobs.jobs import daily
         from investment_jobs.operations.run_context import run_step
@@ -138,7 +139,7 @@ def daily_performance() -> None:
         return run_step(daily.update_account_snapshots, snapshot["run"], config.cron_timezone(),
                         persisted.get("persisted_chain_version"))
 
-    @task(outlets=[DAILY_PERFORMANCE])
+    @task(outlets=[DAILY_PERFORMANCE], multiple_outputs=False)
     def summarise(snapshot: dict, pulled: list, computed: dict, persisted: dict, updated: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE. On
         success, D's partition of the daily asset is stored: the month's rollup counts it."""

@@ -38,7 +38,7 @@ DAG_ID = "data_cleanup"
 @dag(**dag_settings(DAG_ID), tags=["investment", "maintenance", "weekly"], doc_md=__doc__,
      params={"dry_run": Param(False, type="boolean", description="report what would change; change nothing")})
 def data_cleanup() -> None:
-    @task
+    @task(multiple_outputs=False)
     def delete_failed_transactions(**context) -> dict:
         import pendulum
 
@@ -52,7 +52,7 @@ def data_cleanup() -> None:
             cleanup.delete_failed_transactions, run_date(context), config.transaction_retention_days(),
             config.cleanup_batch_size(), config.cron_timezone(), bool(context["params"]["dry_run"]))}
 
-    @task
+    @task(multiple_outputs=False)
     def archive_closed_accounts(**context) -> dict:
         from investment_jobs.jobs import cleanup
         from investment_jobs.operations.run_context import run_date, with_connection
@@ -61,7 +61,7 @@ def data_cleanup() -> None:
                                config.closed_account_archive_days(), config.cleanup_batch_size(),
                                config.cron_timezone(), bool(context["params"]["dry_run"]))
 
-    @task
+    @task(multiple_outputs=False)
     def archive_old_daily_months(**context) -> dict:
         """Whole months of daily_performance before the retention window, detached into investment_archive."""
         from investment_jobs.jobs.daily_months import archive_old_months
@@ -70,7 +70,7 @@ def data_cleanup() -> None:
         return with_connection(archive_old_months, run_date(context), config.daily_performance_retention_months(),
                                context["run_id"], bool(context["params"]["dry_run"]))
 
-    @task
+    @task(multiple_outputs=False)
     def summarise(deleted: dict, archived: dict, months: dict, **context) -> dict:
         from investment_jobs.jobs import cleanup
         from investment_jobs.operations.run_context import run_date

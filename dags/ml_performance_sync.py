@@ -34,7 +34,7 @@ DAG_ID = "ml_performance_sync"
 
 @dag(**dag_settings(DAG_ID), tags=["investment", "ml-engine", "hourly"], doc_md=__doc__)
 def ml_performance_sync() -> None:
-    @task
+    @task(multiple_outputs=False)
     def sync_agent_snapshots(**context) -> dict:
         import pendulum
 
@@ -50,7 +50,7 @@ def ml_performance_sync() -> None:
             return {"business_date": day.isoformat(), "started_at": started_at,
                     **with_connection(sync_agents, client, day, context["run_id"])}
 
-    @task
+    @task(multiple_outputs=False)
     def reconcile_accounts(**context) -> dict:
         from investment_jobs.jobs.sync import reconcile_recent_dates
         from investment_jobs.ml_engine.client import MLEngineClient
@@ -60,7 +60,7 @@ def ml_performance_sync() -> None:
             return with_connection(reconcile_recent_dates, client, run_date(context), context["run_id"],
                                    config.reconcile_days(), config.ml_engine_page_size())
 
-    @task
+    @task(multiple_outputs=False)
     def summarise(synced: dict, reconciled: dict, **context) -> dict:
         from investment_jobs.jobs import sync
         from investment_jobs.operations.run_context import with_connection

@@ -92,6 +92,7 @@ DAG_ID = "monthly_distribution"
 )
 def monthly_distribution() -> None:
     @setup
+    @task(multiple_outputs=False)
     def assess_accounts(**context) -> dict:
         """Resolve P from the run; decide each active account's outcome (setup: creates staging)."""
         import pendulum
@@ -111,14 +112,14 @@ def monthly_distribution() -> None:
             raise AirflowFailException(str(exc)) from None
         return {"run": run.to_xcom(), "outcomes": outcomes, "started_at": now.isoformat()}
 
-    @task
+    @task(multiple_outputs=False)
     def compute_fees(assessment: dict) -> dict:
         from investment_jobs.jobs import monthly
         from investment_jobs.operations.run_context import run_step
 
         return run_step(monthly.compute_fees, assessment["run"])
 
-    @task
+    @task(multiple_outputs=False)
     def distribute(assessment: dict, approval: dict) -> dict:
         """Writes exactly the approved rows (their fingerprint), or nothing."""
         from investment_jobs.jobs import monthly
@@ -126,7 +127,7 @@ def monthly_distribution() -> None:
 
         return run_step(monthly.distribute, assessment["run"], approval)
 
-    @task(outlets=[MONTHLY_DISTRIBUTIONS])
+    @task(outlets=[MONTHLY_DISTRIBUTIONS], multiple_outputs=False)
     def summarise(assessment: dict, written: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails when accounts need an operator. On
         success every account of P is distributed: P's partition of the distributions asset."""

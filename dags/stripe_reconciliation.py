@@ -43,7 +43,7 @@ DAG_ID = "stripe_reconciliation"
 
 @dag(**dag_settings(DAG_ID), tags=["investment", "money", "stripe", "daily"], doc_md=__doc__)
 def stripe_reconciliation() -> None:
-    @task(pool="stripe_api")
+    @task(pool="stripe_api", multiple_outputs=False)
     def reconcile(**context) -> dict:
         """D's payouts, transfers and balance transactions at Stripe against the database."""
         import pendulum
@@ -60,7 +60,7 @@ def stripe_reconciliation() -> None:
                                  context["run_id"])
         return {"started_at": now.isoformat(), **counts}
 
-    @task
+    @task(multiple_outputs=False)
     def summarise(counts: dict, **context) -> dict:
         """One JSON line; warns on differences, fails above STRIPE_RECONCILIATION_TOLERANCE."""
         import logging

@@ -90,7 +90,7 @@ STEPS = ("claim", "pay", "settle", "deliver_notifications", "review_withdrawals"
     doc_md=__doc__,
 )
 def withdrawal_processing() -> None:
-    @task
+    @task(multiple_outputs=False)
     def claim(**context) -> dict:
         """Approved → processing (amount reserved) or rejected, in one short transaction."""
         import pendulum
@@ -126,13 +126,13 @@ def withdrawal_processing() -> None:
         raise_if_ambiguous(counts)
         return counts
 
-    @task(pool=STRIPE_POOL)
+    @task(pool=STRIPE_POOL, multiple_outputs=False)
     def pay() -> dict:
         """One payout per processing request without one (held ones wait for their review);
         ambiguous answers make the task retry."""
         return pay_step()
 
-    @task(pool=STRIPE_POOL)
+    @task(pool=STRIPE_POOL, multiple_outputs=False)
     def pay_reviewed(review: dict) -> dict:
         """The requests the reviewer approved, paid like any other (same idempotency keys)."""
         if not review.get("approved"):
@@ -140,7 +140,7 @@ def withdrawal_processing() -> None:
                     "skipped_locked": 0, "rejected": 0, "errors": []}
         return pay_step(review["approved"])
 
-    @task(pool=STRIPE_POOL, trigger_rule="all_done")
+    @task(pool=STRIPE_POOL, trigger_rule="all_done", multiple_outputs=False)
     def settle() -> dict:
         """Read back payouts in flight (and recent completions); complete, fail or reverse."""
         from datetime import timedelta
@@ -159,7 +159,7 @@ def withdrawal_processing() -> None:
         except StripeRefusedThePlatform as exc:
             raise AirflowFailException(str(exc)) from None
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", multiple_outputs=False)
     def deliver_notifications() -> dict:
         """The ML engine's notifications from the outbox; a failure here changes no withdrawal."""
         from investment_jobs import config
@@ -178,7 +178,7 @@ def withdrawal_processing() -> None:
 
         return [case.request_id for case in with_connection(open_cases)]
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", multiple_outputs=False)
     def summarise(**context) -> dict:
         """One JSON line for the run; fails it when a step failed or a request needs an operator."""
         from investment_jobs.jobs.withdrawals import summary

@@ -122,6 +122,11 @@ def test_dag_follows_the_contract(dagbag, path: Path) -> None:  # noqa: ANN001
         assert task.retries >= 1
         assert task.retry_exponential_backoff >= 2
         assert task.max_retry_delay is not None
+        # One XCom a task: its dict of references and counts. TaskFlow would unroll a `-> dict`
+        # into one XCom per key besides it (a round trip each, 20 for a summary): never wanted here.
+        partial_kwargs = getattr(task, "partial_kwargs", {})  # a mapped task keeps it there
+        assert not getattr(task, "multiple_outputs", partial_kwargs.get("multiple_outputs", False)), \
+            (dag.dag_id, task.task_id)
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
@@ -209,6 +214,19 @@ def test_task_order_of_daily_performance(dagbag) -> None:  # noqa: ANN001
         assert downstream in dag.get_task(upstream).downstream_task_ids
     assert dag.get_task("drop_staging").is_teardown
     assert dag.get_task("fetch_active_accounts").is_setup
+
+
+def test_shards_map_the_pull_over_account_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SHARDS shapes the DAG as it is parsed: the pull maps over that many ranges; the setup gets
+    the count, so its staging has a partition for each."""
+    monkeypatch.setenv("SHARDS", "4")
+    dag = parse().get_dag("daily_performance")
+    pull = dag.get_task("pull_ml_performance")
+    assert pull.op_kwargs_expand_input.value == {"shard": [0, 1, 2, 3]}
+    assert list(dag.get_task("fetch_active_accounts").op_args) == [4]
+    monkeypatch.setenv("SHARDS", "0")
+    bag = parse()
+    assert "SHARDS must be between 1 and 64" in str(bag.import_errors)
 
 
 def test_every_task_has_an_execution_timeout_an_operator_can_set(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,10 @@
 """daily_performance on a real deployment: PostgreSQL metadata, CeleryExecutor on Redis, a scheduler,
 a DAG processor, an API server and two Celery workers, each its own process.
 
-A backfill of 14 business dates must end with exactly the rows the same days give in-process;
-then a second backfill (reprocessing them) loses a worker in the middle, killed with SIGKILL while
-it runs a task, and still ends correct after the retries, with no duplicate row. Runs when
+A backfill of 10 business dates, each date's pull split in two account ranges (``SHARDS=2``), must
+end with exactly the rows the same days give in-process in one pull; then a second backfill
+(reprocessing them) loses a worker in the middle, killed with SIGKILL while it runs a shard's pull,
+and still ends correct after the retries, with no duplicate row. Runs when
 PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 answer; skipped with the reason when not.
 """
 
@@ -11,18 +12,18 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from investment_jobs_dev.stack import Stack, StackUnavailable, check_services, flush_redis_db
-from tests.support.airflow_runs import run_dag
+from tests.support.daily_steps import run_day as run_day_steps
 from tests.support.stack_runs import meta, stop_and_keep_logs, wait_for
 
 pytestmark = pytest.mark.integration
 
 FIRST = date(2025, 12, 1)
-DAYS = 14
+DAYS = 10
 ACCOUNTS = 60
 SEED = 23
 
@@ -135,19 +136,22 @@ def test_backfill_on_celery_matches_in_process_and_survives_a_killed_worker(
     stack = Stack(home=tmp_path / "airflow", metadata_db=names["meta"], investment_dsn=celery_dsn, redis_db=redis_db,
                   workers=2, extra_env={"AIRFLOW_CONN_ML_ENGINE": engine.url, "ENABLE_CRON_JOBS": "false",
                                         "TASK_RETRIES": "3", "TASK_RETRY_DELAY_SECONDS": "2",
-                                        "TASK_MAX_RETRY_DELAY_SECONDS": "10", "ML_ENGINE_PAGE_SIZE": "25"})
+                                        "TASK_MAX_RETRY_DELAY_SECONDS": "10", "ML_ENGINE_PAGE_SIZE": "25",
+                                        "SHARDS": "2"})
     try:
         stack.start()
         stack.airflow("dags", "unpause", "daily_performance")
         first = backfill(stack)
         assert wait_for_backfill(stack, first) == ["success"] * DAYS
 
-        # The same days in-process (dag.test), into the reference database.
+        pulls = meta(stack, "SELECT count(*), count(DISTINCT map_index) FROM task_instance "
+                            "WHERE task_id = 'pull_ml_performance'")
+        assert pulls == [(2 * DAYS, 2)], pulls  # two shards a date
+
+        # The same days in-process, each in one pull, into the reference database.
         monkeypatch.setenv("AIRFLOW_CONN_INVESTMENT_DB", reference_dsn)
         for i in range(DAYS):
-            day = FIRST + timedelta(days=i)
-            assert str(run_dag("daily_performance", datetime(day.year, day.month, day.day, tzinfo=UTC)).state) == \
-                "success"
+            run_day_steps(FIRST + timedelta(days=i), page_size=25)
         reference = stored_rows(reference_dsn)
         assert_same_rows(stored_rows(celery_dsn), reference, "after the first backfill")
 

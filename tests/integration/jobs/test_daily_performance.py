@@ -15,6 +15,7 @@ from investment_jobs.money import chain_twr
 from investment_jobs_dev.standins.ml_engine_data import EngineAccount, daily_item
 from tests.support.airflow_runs import run_dag, task_states, xcom
 from tests.support.book import Book
+from tests.support.daily_steps import run_day as run_day_steps
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -71,9 +72,11 @@ def reset_book(book: Book) -> None:
 
 
 def test_month_forwards_and_backwards_give_identical_tables(book: Book) -> None:
+    """The job's steps as its tasks call them (62 dates through dag.test() would mostly measure
+    Airflow), then the late rerun through the DAG itself."""
     days = [date(2026, 1, 1) + timedelta(days=i) for i in range(31)]
     for day in days:
-        succeeded(run_dag("daily_performance", day))
+        run_day_steps(day)
     forwards, forward_accounts = book.query(TABLE), book.query(ACCOUNTS)
 
     # The cumulative fields are the sum and the TWR chain of the stored days, in date order.
@@ -86,7 +89,7 @@ def test_month_forwards_and_backwards_give_identical_tables(book: Book) -> None:
 
     reset_book(book)
     for day in reversed(days):
-        succeeded(run_dag("daily_performance", day))
+        run_day_steps(day)
     assert book.query(TABLE) == forwards
     assert book.query(ACCOUNTS) == forward_accounts
 

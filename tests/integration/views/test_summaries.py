@@ -11,6 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from tests.support import daily_steps as steps
 from tests.support.airflow_runs import run_dag
 from tests.support.withdrawals import accounts_by_currency, add_request, requests
 
@@ -51,20 +52,7 @@ def recomputed(dsn: str) -> dict[str, list[tuple]]:
 
 
 def run_day(day: date) -> None:
-    """daily_performance's steps for D, as its tasks call them (without Airflow around them)."""
-    from investment_jobs.db.connect import connect
-    from investment_jobs.jobs import daily
-    from investment_jobs.ml_engine.client import MLEngineClient
-
-    run = daily.reference_for(day, f"summaries-{day}")
-    with connect() as conn, MLEngineClient() as client:
-        counts = {"active_accounts": daily.snapshot_active_accounts(conn, run, "UTC")}
-        counts.update(daily.pull_performance(conn, client, run, 7))
-        counts.update(daily.compute_returns(conn, run, "UTC"))
-        counts.update(daily.persist(conn, run, counts["chain_version"]))
-        counts.update(daily.update_account_snapshots(conn, run, "UTC", counts["persisted_chain_version"]))
-        daily.summarise(conn, run, counts, 0)
-        daily.drop_staging(conn, run)
+    steps.run_day(day, f"summaries-{day}")
 
 
 def test_the_summaries_equal_a_recomputation_after_everything_the_jobs_do(book, stripe_standin, airflow_db):
