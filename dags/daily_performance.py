@@ -58,6 +58,7 @@ from investment_jobs.assets import DAILY_PERFORMANCE
 from investment_jobs.operations.dag_settings import dag_settings
 
 DAG_ID = "daily_performance"
+ML_ENGINE_POOL = "ml_engine"  # airflow_settings.yaml: calls at once into the engine, across workers
 
 
 @dag(
@@ -95,7 +96,9 @@ def daily_performance() -> None:
             raise AirflowFailException(str(exc)) from None
         return {"run": run.to_xcom(), "active_accounts": active, "started_at": now.isoformat(), "shards": shards}
 
-    @task(map_index_template="{{ account_range | default('') }}", multiple_outputs=False)
+    # The shards of every date running at once share the pool's slots: the engine sees at most that
+    # many listings in flight, whatever SHARDS and a backfill's max-active-runs multiply to.
+    @task(map_index_template="{{ account_range | default('') }}", pool=ML_ENGINE_POOL, multiple_outputs=False)
     def pull_ml_performance(snapshot: dict, shard: int) -> dict:
         """Page the engine's listing for D (one account range per mapped task, SHARDS) into
         staging; a listing that breaks the contract fails at once."""

@@ -223,6 +223,7 @@ def test_shards_map_the_pull_over_account_ranges(monkeypatch: pytest.MonkeyPatch
     dag = parse().get_dag("daily_performance")
     pull = dag.get_task("pull_ml_performance")
     assert pull.op_kwargs_expand_input.value == {"shard": [0, 1, 2, 3]}
+    assert pull.partial_kwargs["pool"] == "ml_engine"  # the engine sees at most the pool's slots at once
     assert list(dag.get_task("fetch_active_accounts").op_args) == [4]
     monkeypatch.setenv("SHARDS", "0")
     bag = parse()
