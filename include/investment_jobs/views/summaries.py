@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 RETURN_BUCKET_EDGES = ("-5", "-2", "-1", "-0.5", "0", "0.5", "1", "2", "5")
 RANKED = 5  # best and worst accounts kept per product and date
 EDGES = ", ".join(RETURN_BUCKET_EDGES)
-ITEM = ("jsonb_build_object('account_id', d.account_id, 'daily_return_percentage', d.daily_return_percentage::text, "
-        "'daily_return', d.daily_return::text)")
+ITEM = ("jsonb_build_object('account_id', account_id, 'daily_return_percentage', pct::text, "
+        "'daily_return', daily_return::text)")
 
 BOOK_DAY = f"""
     WITH day AS MATERIALIZED (
@@ -40,20 +40,25 @@ BOOK_DAY = f"""
                sum(losing_trades) AS losing_trades,
                jsonb_object_agg(bucket, accounts ORDER BY bucket) AS return_buckets
         FROM per_bucket GROUP BY 1, 2
+    ), ranked AS (  -- two sorts of the day, for every product at once (a top-N per product was 2 × N scans)
+        SELECT product_id, date, account_id, daily_return_percentage AS pct, daily_return,
+               row_number() OVER (PARTITION BY product_id, date
+                                  ORDER BY daily_return_percentage DESC, account_id) AS from_top,
+               row_number() OVER (PARTITION BY product_id, date
+                                  ORDER BY daily_return_percentage, account_id) AS from_bottom
+        FROM day
+    ), extremes AS (
+        SELECT product_id, date,
+               jsonb_agg({ITEM} ORDER BY pct DESC, account_id) FILTER (WHERE from_top <= {RANKED}) AS best,
+               jsonb_agg({ITEM} ORDER BY pct, account_id) FILTER (WHERE from_bottom <= {RANKED}) AS worst
+        FROM ranked WHERE from_top <= {RANKED} OR from_bottom <= {RANKED}
+        GROUP BY 1, 2
     )
     INSERT INTO investment.book_daily (product_id, date, currency, accounts, opening_balance, closing_balance,
         daily_return, trades_executed, winning_trades, losing_trades, return_buckets, best, worst)
     SELECT t.product_id, t.date, p.currency, t.accounts, t.opening_balance, t.closing_balance, t.daily_return,
-           t.trades_executed, t.winning_trades, t.losing_trades, t.return_buckets,
-           (SELECT jsonb_agg(r.item ORDER BY r.pct DESC, r.account_id) FROM (  -- a top-N sort, not a full one
-                SELECT {ITEM} AS item, d.daily_return_percentage AS pct, d.account_id FROM day d
-                WHERE d.product_id = t.product_id AND d.date = t.date
-                ORDER BY d.daily_return_percentage DESC, d.account_id LIMIT {RANKED}) r),
-           (SELECT jsonb_agg(r.item ORDER BY r.pct, r.account_id) FROM (
-                SELECT {ITEM} AS item, d.daily_return_percentage AS pct, d.account_id FROM day d
-                WHERE d.product_id = t.product_id AND d.date = t.date
-                ORDER BY d.daily_return_percentage, d.account_id LIMIT {RANKED}) r)
-    FROM totals t JOIN investment.products p ON p.id = t.product_id
+           t.trades_executed, t.winning_trades, t.losing_trades, t.return_buckets, e.best, e.worst
+    FROM totals t JOIN investment.products p ON p.id = t.product_id JOIN extremes e USING (product_id, date)
 """  # noqa: S608 - constants of this module
 
 
