@@ -254,11 +254,11 @@ def tight_floor(dsn: str, day: date) -> dict:
             "upsert_into_month_partitions_seconds": round(partitioned_seconds, 3)}
 
 
-def bench_monthly(server) -> dict:  # noqa: ANN001
-    """monthly_distribution for 2026-01 over 100k accounts, each with its 31 days stored."""
+def bench_monthly(server, accounts: int = 100_000, name: str = "ij_bench_monthly") -> dict:  # noqa: ANN001
+    """monthly_distribution for 2026-01 over ``accounts`` accounts, each with its 31 days stored."""
     import psycopg
 
-    dsn, _ = prepare_book(server, "ij_bench_monthly", 100_000)
+    dsn, _ = prepare_book(server, name, accounts)
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
         conn.execute("SELECT investment.ensure_daily_partition('2026-01-01')")
@@ -470,22 +470,23 @@ def bench_cleanup(server) -> dict:  # noqa: ANN001
     return result
 
 
-def bench_stack(server, engine_url: str, shards: int = 1) -> dict:  # noqa: ANN001
-    """The 100k-account business date on the Celery stack (2 workers), from a copy of the book the
-    in-process run used, with only the previous day stored: a one-day backfill, timed from the
-    task instances as in-process; its pull in ``shards`` mapped tasks (SHARDS)."""
+def bench_stack(server, engine_url: str, shards: int = 1, workers: int = 2,  # noqa: ANN001
+                template: str = "ij_bench_100000", postgres: str = "postgresql://postgres@127.0.0.1:5432") -> dict:
+    """The business date of ``template`` (the book the in-process run used) on the Celery stack
+    (``workers`` workers), from a copy with only the previous day stored: a one-day backfill, timed
+    from the task instances as in-process; its pull in ``shards`` mapped tasks (SHARDS)."""
     import psycopg
 
     from investment_jobs_dev.stack import Stack, check_services
 
-    check_services("postgresql://postgres@127.0.0.1:5432", "redis://127.0.0.1:6379")
-    dsn = server.fresh_database("ij_bench_stack", template="ij_bench_100000")
+    check_services(postgres, "redis://127.0.0.1:6379")
+    dsn = server.fresh_database("ij_bench_stack", template=template)
     server.fresh_database("ij_bench_stack_meta")
     with psycopg.connect(dsn) as conn:
         conn.execute("DELETE FROM investment.daily_performance WHERE date = %s", (DAY,))
         conn.execute("ANALYZE")
     stack = Stack(home=WORK / "stack-airflow", metadata_db="ij_bench_stack_meta", investment_dsn=dsn, redis_db=12,
-                  workers=2, extra_env={"AIRFLOW_CONN_ML_ENGINE": engine_url, "ML_ENGINE_PAGE_SIZE": str(PAGE_SIZE),
+                  workers=workers, postgres=postgres, extra_env={"AIRFLOW_CONN_ML_ENGINE": engine_url, "ML_ENGINE_PAGE_SIZE": str(PAGE_SIZE),
                                         "ENABLE_CRON_JOBS": "false", "CRON_TIMEZONE": "UTC", "SHARDS": str(shards)})
     try:
         stack.start()
@@ -512,8 +513,60 @@ def bench_stack(server, engine_url: str, shards: int = 1) -> dict:  # noqa: ANN0
     server.drop_database("ij_bench_stack")
     job = (max(t[2] for t in tis) - min(t[1] for t in tis)).total_seconds()
     return {"state": state[0], "accounts": stored, "job_seconds": round(job, 3),
-            "wall_seconds_from_backfill_create": round(wall, 3), "workers": 2, "shards": shards,
+            "wall_seconds_from_backfill_create": round(wall, 3), "workers": workers, "shards": shards,
             "tasks": {t[0]: round((t[2] - t[1]).total_seconds(), 3) for t in tis}}
+
+
+MILLION = 1_000_000
+# The million-account stage runs on its own cluster sized like a deployment of that size (the
+# shared server here has 128 MB of shared buffers, and must not be reconfigured): a month's daily
+# partition and the accounts table in memory, checkpoints spaced out. Durability is unchanged
+# (fsync, synchronous_commit and full_page_writes stay on).
+SIZED = {"shared_buffers": "6GB", "effective_cache_size": "16GB", "maintenance_work_mem": "1GB",
+         "work_mem": "64MB", "max_wal_size": "16GB", "checkpoint_timeout": "30min", "wal_buffers": "64MB",
+         "random_page_cost": "1.1", "jit": "off"}
+
+
+def bench_million(engine: Engine, accounts: int = MILLION) -> dict:
+    """daily_performance at a million accounts, in-process and on the Celery stack with 1 worker
+    (SHARDS=1) and 2 (SHARDS=2), then monthly_distribution over them × 31 days: on an own cluster."""
+    import psycopg
+
+    from investment_jobs_dev.book import engine_registration
+    from investment_jobs_dev.postgres import PgServer
+    from investment_jobs_dev.soak.cluster import OwnPostgres
+
+    pg = OwnPostgres(settings=SIZED)
+    pg.start()
+    server = PgServer(host="127.0.0.1", port=pg.port)
+    name = "ij_bench_1m"
+    previous = DAY - timedelta(days=1)
+    out: dict = {"cluster": dict(SIZED), "accounts": accounts}
+    try:
+        log(f"{accounts:,}: seeding on an own cluster (127.0.0.1:{pg.port}, shared_buffers {SIZED['shared_buffers']})")
+        started = time.perf_counter()
+        dsn, book = prepare_book(server, name, accounts)
+        engine.load_book(engine_registration(book), [previous, DAY], shards=2)
+        log(f"{accounts:,}: book and engine pages ready in {time.perf_counter() - started:.0f} s (untimed)")
+        daily = run_dag(dsn, previous, DAY)
+        with psycopg.connect(dsn) as conn:
+            daily["accounts"] = conn.execute("SELECT count(*) FROM investment.daily_performance WHERE date = %s",
+                                             (DAY,)).fetchone()[0]
+        daily["accounts_per_s"] = round(daily["accounts"] / daily["job_seconds"], 1)
+        out["in_process"] = daily
+        log(f"{accounts:,} in-process: {json.dumps(daily)}")
+        for workers in (1, 2):
+            result = bench_stack(server, engine.url, shards=workers, workers=workers, template=name,
+                                 postgres=pg.admin_url)
+            out[f"stack_{workers}_workers"] = result
+            log(f"{accounts:,} on the stack, {workers} worker(s), SHARDS={workers}: {json.dumps(result)}")
+        server.drop_database(name)
+        log(f"monthly_distribution: {accounts:,} accounts x 31 stored days")
+        out["monthly"] = bench_monthly(server, accounts, name="ij_bench_monthly_1m")
+        log(f"monthly at {accounts:,}: {json.dumps(out['monthly'])}")
+    finally:
+        pg.destroy()
+    return out
 
 
 STRIPE_PORT = 12191
@@ -704,6 +757,9 @@ def main() -> int:
         log(f"withdrawal_processing: {PACED_REQUESTS:,} approved requests, Stripe limited to {RATE_LIMIT}/s (429 beyond)")
         paced_result = bench_withdrawals(server, PACED_REQUESTS, rate_limit=RATE_LIMIT)
         log(f"paced withdrawals: {json.dumps(paced_result)}")
+        million = None
+        if os.environ.get("BENCH_MILLION", "1") != "0":  # BENCH_MILLION=0 skips the million-account stage
+            million = bench_million(engine, int(os.environ.get("BENCH_MILLION_ACCOUNTS", str(MILLION))))
         parse = dag_parse_seconds()
     finally:
         engine.stop()
@@ -722,12 +778,16 @@ def main() -> int:
         "project_floor_ratio": round(ours["100000"]["job_seconds"] / low["seconds"], 2),
         "stack_100000": stack_result,
         "stack_100000_shards_2": stack_shards,
+        **({str(million["accounts"]): million["in_process"], "million_cluster": million["cluster"],
+            "stack_million_1_worker": million["stack_1_workers"], "stack_million_2_workers": million["stack_2_workers"]}
+           if million else {}),
         "business_date": DAY.isoformat(),
         "page_size": PAGE_SIZE,
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["daily_performance"] = daily
-    results["monthly_distribution"] = {"100000": monthly_result}
+    results["monthly_distribution"] = {"100000": monthly_result,
+                                       **({str(million["accounts"]): million["monthly"]} if million else {})}
     results["data_cleanup"] = {"1000000": cleanup_result}
     results["withdrawal_processing"] = {"1000": withdrawal_result, "connect_1000": connect_result,
                                         f"paced_{PACED_REQUESTS}": paced_result}
@@ -739,6 +799,42 @@ def main() -> int:
     write_markdown(results)
     log(f"wrote {RESULTS.relative_to(ROOT)} and BENCHMARKS.md")
     return 0
+
+
+def million_section(results: dict) -> str:
+    """BENCHMARKS.md's section on a million accounts (the stage BENCH_MILLION=0 skips)."""
+    d = results["daily_performance"]
+    one = d.get(str(MILLION))
+    if one is None:
+        return "## A million accounts\n\nNot measured in this run (`BENCH_MILLION=0`)."
+    s1, s2 = d["stack_million_1_worker"], d["stack_million_2_workers"]
+    m = results["monthly_distribution"].get(str(MILLION))
+    cluster = ", ".join(f"`{k} = {v}`" for k, v in d["million_cluster"].items())
+    def per_task(r: dict) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in r["tasks"].items())
+    monthly = "" if m is None else f"""
+`monthly_distribution` for 2026-01 over the same million accounts, each with its 31 days stored
+({m['daily_rows']:,} daily rows; {m['distributions']:,} distributions written): job time
+**{m['job_seconds']:.1f} s** (target ≤ 60 s), peak RSS {m['peak_rss_mb']:.0f} MiB. Per task (s):
+{', '.join(f"{k} {v:.2f}" for k, v in sorted(m['tasks'].items()))}.
+"""
+    return f"""## A million accounts — one business date, then its month
+
+On the benchmark's own PostgreSQL cluster (the `pgserver` wheel's PostgreSQL, the same machine),
+sized for a book of this size: {cluster}; durability as shipped. A fresh book of {MILLION:,}
+accounts (the same plan as above), the previous day stored first.
+
+| | in-process (`dag.test`) | Celery stack, 1 worker, `SHARDS=1` | Celery stack, 2 workers, `SHARDS=2` | target |
+|---|---:|---:|---:|---|
+| accounts stored | {one['accounts']:,} | {s1['accounts']:,} | {s2['accounts']:,} | |
+| job time (s) | **{one['job_seconds']:.1f}** | {s1['job_seconds']:.1f} | {s2['job_seconds']:.1f} | ≤ 30 s |
+| peak RSS (MiB), 1M vs 100k | {one['peak_rss_mb']:.0f} vs {d['100000']['peak_rss_mb']:.0f} | | | < 1 GiB, flat |
+
+Per task (s), in-process: {', '.join(f"{k} {v:.2f}" for k, v in sorted(one['tasks'].items()))}.
+Stack, 1 worker: {per_task(s1)}. Stack, 2 workers: {per_task(s2)}.
+Memory stays flat because a pull holds one page of the listing at a time and everything after it
+is SQL; time is what the book costs in PostgreSQL and in the per-item Python of the pull.
+{monthly}"""
 
 
 def write_markdown(results: dict) -> None:
@@ -828,6 +924,8 @@ per row; the update reads D's staged rows unless another date was written since 
 `-> dict` into an XCom per key as well). Where the job's time goes, step by step and statement by
 statement, without Airflow: `python -m bench.profile_daily 100000` (with `PROFILE_STATEMENTS=1`,
 every statement over 30 ms; with `--cprofile pull`, the Python profile of a step).
+
+{million_section(results)}
 
 ## monthly_distribution — one period (2026-01), 100k accounts × 31 stored days
 

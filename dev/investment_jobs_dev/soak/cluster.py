@@ -30,6 +30,7 @@ class OwnPostgres:
     root: Path | None = None
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: "pw_" + secrets.token_urlsafe(18))
+    settings: dict[str, str] = field(default_factory=dict)  # postgresql.conf lines (a benchmark's sizing)
     _system_user: str | None = None
 
     @property
@@ -86,6 +87,7 @@ class OwnPostgres:
             conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                        f"unix_socket_directories = '{self.root}'\nmax_connections = 300\n"
                        "password_encryption = 'scram-sha-256'\n")
+            conf.writelines(f"{name} = '{value}'\n" for name, value in self.settings.items())
         if self._system_user:
             import pwd
 
