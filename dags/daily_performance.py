@@ -46,7 +46,11 @@ later stored days are recomputed. A backfill of an old day never overwrites a ne
 
 Accounts active on D that the engine sent nothing for are listed in the summary (`missing`).
 Tasks: snapshot active accounts → pull engine pages → compute returns → persist → update
-account snapshots → summarise (→ drop staging).
+account snapshots → summarise (→ drop staging). The pull is one mapped task per shard (`SHARDS`,
+default 1), each named by its account range (*shard 2 of 4: ids 40000000… to 80000000*): a failed
+shard is retried, or cleared, on its own, and nothing after the pull starts until every shard is
+in. The summary's `items_outside_their_shard` above 0 means the engine ignores the ranges (each
+shard then fetched the whole listing): correct, only slower; tell the engine's team.
 """
 
 from __future__ import annotations
