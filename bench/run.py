@@ -343,7 +343,7 @@ def extend_to_a_year(conn) -> dict:  # noqa: ANN001
     rows, days = conn.execute(
         "SELECT count(*), count(DISTINCT date) FROM investment.daily_performance").fetchone()
     size = conn.execute(  # a partitioned table has no storage of its own: its partitions' sizes
-        "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('investment.daily_performance')"
+        "SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('investment.daily_performance')"
     ).fetchone()[0]
     seconds = time.perf_counter() - started
     log(f"fund view: {rows} raw daily rows over {days} dates ({size / 2**30:.1f} GiB) in {seconds:.0f} s (untimed)")
