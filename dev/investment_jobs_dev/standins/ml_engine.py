@@ -130,8 +130,9 @@ class EngineState:
         if cached is not None:
             return cached
         items = self.items_for(day)
-        if account_from is not None or account_to is not None:
-            items = [i for i in items if _in_range(i.get("account_id"), account_from, account_to)]
+        bounds = _bounds(account_from, account_to)
+        if bounds != (None, None):
+            items = [i for i in items if _in_range(i.get("account_id"), bounds)]
         chunks = [items[i:i + limit] for i in range(0, len(items), limit)] or [[]]
         bodies = []
         for n, chunk in enumerate(chunks):
@@ -143,7 +144,7 @@ class EngineState:
                 next_cursor = _cursor(0)
             elif last and self.faults.paging == "endless":
                 next_cursor = ENDLESS
-            raw = [t for t in self.faults.raw_items if _in_range(_raw_account(t), account_from, account_to)]
+            raw = [t for t in self.faults.raw_items if _in_range(_raw_account(t), bounds)]
             texts = [json.dumps(item) for item in chunk] + (raw if last else [])
             bodies.append(('{"items": [' + ", ".join(texts) + '], "next_cursor": ' + json.dumps(next_cursor)
                            + "}").encode())
@@ -152,17 +153,23 @@ class EngineState:
         return bodies
 
 
-def _in_range(account_id: object, account_from: str | None, account_to: str | None) -> bool:
-    """The listing's account range (an addition to contracts.md): [account_from, account_to) by the
-    ids' 128-bit value; an id that is not a UUID is in the range that has no account_from."""
+def _bounds(account_from: str | None, account_to: str | None) -> tuple[int | None, int | None]:
+    """The listing's account range (an addition to contracts.md) as 128-bit values, parsed once."""
+    return (None if account_from is None else uuid.UUID(account_from).int,
+            None if account_to is None else uuid.UUID(account_to).int)
+
+
+def _in_range(account_id: object, bounds: tuple[int | None, int | None]) -> bool:
+    """[account_from, account_to) by the ids' 128-bit value; an id that is not a UUID is in the
+    range that has no account_from."""
+    lower, upper = bounds
     try:
-        value = uuid.UUID(str(account_id)).int if isinstance(account_id, str) else None
+        value = uuid.UUID(account_id).int if isinstance(account_id, str) else None
     except ValueError:
         value = None
     if value is None:
-        return account_from is None
-    return ((account_from is None or uuid.UUID(account_from).int <= value)
-            and (account_to is None or value < uuid.UUID(account_to).int))
+        return lower is None
+    return (lower is None or lower <= value) and (upper is None or value < upper)
 
 
 def _raw_account(text: str) -> object:

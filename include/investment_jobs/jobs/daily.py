@@ -318,17 +318,13 @@ def snapshot_active_accounts(conn: psycopg.Connection, run: RunReference, timezo
     tables.recreate(conn, CREATE_ACCOUNTS, ACCOUNTS_KEY, CREATE_ITEMS, CREATE_REJECTS, params=_params(run, tz=timezone))
     with conn.transaction():
         for shard in range(shards):
-            tables.execute(conn, CREATE_SHARD_ITEMS, part=_shard_items(tables, shard), shard=sql.Literal(shard))
+            tables.execute(conn, CREATE_SHARD_ITEMS, part=tables.part("items", shard), shard=sql.Literal(shard))
     count = tables.count(conn, "accounts")
     conn.rollback()
     return count
 
 
 # --- 2. pull -----------------------------------------------------------------------------------
-def _shard_items(tables: Staging, shard: int) -> sql.Identifier:
-    return tables.part("items", shard)
-
-
 def pull_performance(conn: psycopg.Connection, client: MLEngineClient, run: RunReference, page_size: int,
                      max_pages: int | None = None, shard: AccountRange = WHOLE_LISTING) -> dict[str, int]:
     """Page D's bulk listing (of ``shard``'s account range) into staging; one page in memory at a
@@ -341,7 +337,7 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, run: RunR
     shard's range (an engine that ignores the range) is left to that shard: counted, not kept.
     """
     tables = staging(run)
-    part = _shard_items(tables, shard.index)
+    part = tables.part("items", shard.index)
     day = run.business_date
     received = valid = rejected = pages = elsewhere = 0
     whole = shard.count == 1
