@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -550,6 +551,18 @@ def earlier_million(results: dict) -> dict | None:
             "monthly": m.get(str(MILLION)), "from_an_earlier_run": d.get("million_measured_at", "an earlier run")}
 
 
+def _measured(what: str, measure: Callable[[], dict]) -> dict:
+    """One figure of the million stage, or the reason it has none: one failed part (a stack that
+    did not come up) does not cost the stage its other figures."""
+    try:
+        result = measure()
+    except Exception as exc:  # noqa: BLE001 - written into the results instead
+        log(f"{what}: failed: {exc!r}")
+        return {"error": repr(exc)[:500]}
+    log(f"{what}: {json.dumps(result)}")
+    return result
+
+
 def bench_million(engine: Engine, accounts: int = MILLION) -> dict:
     """daily_performance at a million accounts, in-process and on the Celery stack with 1 worker
     (SHARDS=1) and 2 (SHARDS=2), then monthly_distribution over them × 31 days: on an own cluster."""
@@ -571,22 +584,24 @@ def bench_million(engine: Engine, accounts: int = MILLION) -> dict:
         dsn, book = prepare_book(server, name, accounts)
         engine.load_book(engine_registration(book), [previous, DAY], shards=2)
         log(f"{accounts:,}: book and engine pages ready in {time.perf_counter() - started:.0f} s (untimed)")
-        daily = run_dag(dsn, previous, DAY)
-        with psycopg.connect(dsn) as conn:
-            daily["accounts"] = conn.execute("SELECT count(*) FROM investment.daily_performance WHERE date = %s",
-                                             (DAY,)).fetchone()[0]
-        daily["accounts_per_s"] = round(daily["accounts"] / daily["job_seconds"], 1)
-        out["in_process"] = daily
-        log(f"{accounts:,} in-process: {json.dumps(daily)}")
+        def in_process() -> dict:
+            daily = run_dag(dsn, previous, DAY)
+            with psycopg.connect(dsn) as conn:
+                daily["accounts"] = conn.execute("SELECT count(*) FROM investment.daily_performance WHERE date = %s",
+                                                 (DAY,)).fetchone()[0]
+            daily["accounts_per_s"] = round(daily["accounts"] / daily["job_seconds"], 1)
+            return daily
+
+        out["in_process"] = _measured(f"{accounts:,} in-process", in_process)
         for workers in (1, 2):
-            result = bench_stack(server, engine.url, shards=workers, workers=workers, template=name,
-                                 postgres=pg.admin_url)
-            out[f"stack_{workers}_workers"] = result
-            log(f"{accounts:,} on the stack, {workers} worker(s), SHARDS={workers}: {json.dumps(result)}")
+            out[f"stack_{workers}_workers"] = _measured(
+                f"{accounts:,} on the stack, {workers} worker(s), SHARDS={workers}",
+                lambda w=workers: bench_stack(server, engine.url, shards=w, workers=w, template=name,
+                                              postgres=pg.admin_url))
         server.drop_database(name)
         log(f"monthly_distribution: {accounts:,} accounts x 31 stored days")
-        out["monthly"] = bench_monthly(server, accounts, name="ij_bench_monthly_1m")
-        log(f"monthly at {accounts:,}: {json.dumps(out['monthly'])}")
+        out["monthly"] = _measured(f"monthly at {accounts:,}",
+                                   lambda: bench_monthly(server, accounts, name="ij_bench_monthly_1m"))
     finally:
         pg.destroy()
     return out
@@ -834,7 +849,8 @@ def main() -> int:
 
 
 def million_section(results: dict) -> str:
-    """BENCHMARKS.md's section on a million accounts (the stage BENCH_MILLION=0 skips)."""
+    """BENCHMARKS.md's section on a million accounts (the stage BENCH_MILLION=0 skips). A part
+    that failed shows as failed, with its reason in bench/results.json."""
     d = results["daily_performance"]
     one = d.get(str(MILLION))
     if one is None:
@@ -842,13 +858,25 @@ def million_section(results: dict) -> str:
     s1, s2 = d["stack_million_1_worker"], d["stack_million_2_workers"]
     m = results["monthly_distribution"].get(str(MILLION))
     cluster = ", ".join(f"`{k} = {v}`" for k, v in d["million_cluster"].items())
+
+    def cell(r: dict, key: str, form: str) -> str:
+        return "failed" if "error" in r else format(r[key], form)
+
     def per_task(r: dict) -> str:
-        return ", ".join(f"{k} {v:.2f}" for k, v in r["tasks"].items())
-    monthly = "" if m is None else f"""
+        return "failed (its error is in bench/results.json)" if "error" in r else \
+            ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["tasks"].items()))
+
+    rss = "failed" if "error" in one else f"{one['peak_rss_mb']:.0f} vs {d['100000']['peak_rss_mb']:.0f}"
+    if m is None or "error" in m:
+        monthly = f"""
+`monthly_distribution` over a million accounts × 31 days: {'failed in this run (its error is in bench/results.json)' if m else 'not measured'}.
+"""
+    else:
+        monthly = f"""
 `monthly_distribution` for 2026-01 over the same million accounts, each with its 31 days stored
 ({m['daily_rows']:,} daily rows; {m['distributions']:,} distributions written): job time
 **{m['job_seconds']:.1f} s** (target ≤ 60 s), peak RSS {m['peak_rss_mb']:.0f} MiB. Per task (s):
-{', '.join(f"{k} {v:.2f}" for k, v in sorted(m['tasks'].items()))}.
+{per_task(m)}.
 """
     return f"""## A million accounts — one business date, then its month
 
@@ -861,14 +889,15 @@ accounts (the same plan as above), the previous day stored first.
 
 | | in-process (`dag.test`) | Celery stack, 1 worker, `SHARDS=1` | Celery stack, 2 workers, `SHARDS=2` | target |
 |---|---:|---:|---:|---|
-| accounts stored | {one['accounts']:,} | {s1['accounts']:,} | {s2['accounts']:,} | |
-| job time (s) | **{one['job_seconds']:.1f}** | {s1['job_seconds']:.1f} | {s2['job_seconds']:.1f} | ≤ 30 s |
-| peak RSS (MiB), 1M vs 100k | {one['peak_rss_mb']:.0f} vs {d['100000']['peak_rss_mb']:.0f} | | | < 1 GiB, flat |
+| accounts stored | {cell(one, 'accounts', ',')} | {cell(s1, 'accounts', ',')} | {cell(s2, 'accounts', ',')} | |
+| job time (s) | **{cell(one, 'job_seconds', '.1f')}** | {cell(s1, 'job_seconds', '.1f')} | {cell(s2, 'job_seconds', '.1f')} | ≤ 30 s |
+| peak RSS (MiB), 1M vs 100k | {rss} | | | < 1 GiB, flat |
 
-Per task (s), in-process: {', '.join(f"{k} {v:.2f}" for k, v in sorted(one['tasks'].items()))}.
+Per task (s), in-process: {per_task(one)}.
 Stack, 1 worker: {per_task(s1)}. Stack, 2 workers: {per_task(s2)}.
-Memory stays flat because a pull holds one page of the listing at a time and everything after it
-is SQL; time is what the book costs in PostgreSQL and in the per-item Python of the pull.
+A pull holds one page of the listing at a time and everything after it is SQL, so the job's own
+memory does not grow with the book; time is what the book costs in PostgreSQL and in the per-item
+Python of the pull.
 {monthly}"""
 
 
