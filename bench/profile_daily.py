@@ -3,7 +3,7 @@
 ``python -m bench.profile_daily [accounts] [--cprofile STEP]``: seeds a book of ``accounts``
 (default 100,000) in a fresh database, loads it into the ML engine stand-in (its own process, pages
 rendered before timing), stores the previous day, then runs each step for the business date and
-prints one line per step: seconds, and this process's peak RSS. With ``--cprofile STEP`` that step
+prints one line per step: seconds, and this process's peak RSS during D's steps. With ``--cprofile STEP`` that step
 runs under cProfile and its 25 most expensive functions (cumulative) are printed after. A tool for
 the closing note and for changing the job, not a benchmark (make bench is that).
 """
@@ -16,13 +16,13 @@ import io
 import json
 import os
 import pstats
-import resource
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from bench.run import DAY, PAGE_SIZE, Engine, base_env, log, prepare_book
+from bench.run_dag import peak_rss_mb, reset_peak_rss
 
 STEPS = ("snapshot", "pull", "compute", "persist", "accounts", "summarise", "drop")
 
@@ -112,8 +112,9 @@ def main() -> int:
         os.environ.update(base_env())
         os.environ["AIRFLOW_CONN_INVESTMENT_DB"] = dsn
         run_day(connect, previous, "profile_previous")
+        reset_peak_rss()  # the seeding of the book (this process) is not the job's memory
         seconds = run_day(connect, DAY, "profile", args.cprofile)
-        seconds["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        seconds["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps({"accounts": args.accounts, "seconds": seconds}))
     finally:
         engine.stop()
