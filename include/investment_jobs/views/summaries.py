@@ -40,19 +40,17 @@ BOOK_DAY = f"""
                sum(losing_trades) AS losing_trades,
                jsonb_object_agg(bucket, accounts ORDER BY bucket) AS return_buckets
         FROM per_bucket GROUP BY 1, 2
-    ), ranked AS (  -- two sorts of the day, for every product at once (a top-N per product was 2 × N scans)
-        SELECT product_id, date, account_id, daily_return_percentage AS pct, daily_return,
-               row_number() OVER (PARTITION BY product_id, date
-                                  ORDER BY daily_return_percentage DESC, account_id) AS from_top,
-               row_number() OVER (PARTITION BY product_id, date
-                                  ORDER BY daily_return_percentage, account_id) AS from_bottom
-        FROM day
-    ), extremes AS (
-        SELECT product_id, date,
-               jsonb_agg({ITEM} ORDER BY pct DESC, account_id) FILTER (WHERE from_top <= {RANKED}) AS best,
-               jsonb_agg({ITEM} ORDER BY pct, account_id) FILTER (WHERE from_bottom <= {RANKED}) AS worst
-        FROM ranked WHERE from_top <= {RANKED} OR from_bottom <= {RANKED}
-        GROUP BY 1, 2
+    ), extremes AS (  -- per product, a top-N heapsort of the day each way (a full sort of the day cost more)
+        SELECT t.product_id, t.date,
+               (SELECT jsonb_agg({ITEM} ORDER BY pct DESC, account_id)
+                FROM (SELECT account_id, daily_return_percentage AS pct, daily_return FROM day
+                      WHERE day.product_id = t.product_id
+                      ORDER BY daily_return_percentage DESC, account_id LIMIT {RANKED}) top) AS best,
+               (SELECT jsonb_agg({ITEM} ORDER BY pct, account_id)
+                FROM (SELECT account_id, daily_return_percentage AS pct, daily_return FROM day
+                      WHERE day.product_id = t.product_id
+                      ORDER BY daily_return_percentage, account_id LIMIT {RANKED}) bottom) AS worst
+        FROM totals t
     )
     INSERT INTO investment.book_daily (product_id, date, currency, accounts, opening_balance, closing_balance,
         daily_return, trades_executed, winning_trades, losing_trades, return_buckets, best, worst)
