@@ -77,17 +77,27 @@ CREATE_ASSESSED = """
           -- active on at least one day: one opened and closed on the same day never was
           AND (a.closed_at IS NULL
                OR (a.closed_at AT TIME ZONE %(tz)s)::date > (a.opened_at AT TIME ZONE %(tz)s)::date)
-    ), stored AS (
-        SELECT dp.account_id,
-               count(*) FILTER (WHERE dp.date BETWEEN ac.active_start AND ac.active_end)
-                   AS stored_days,
+    ), by_account AS (  -- every account's stored days of P, in one hash aggregate over P's partition
+        SELECT dp.account_id, count(*) AS days, min(dp.date) AS first_day, max(dp.date) AS last_day,
                sum(dp.daily_return) AS gross_profit,
-               (array_agg(dp.opening_balance ORDER BY dp.date))[1] AS opening_balance,
-               (array_agg(dp.closing_balance ORDER BY dp.date DESC))[1] AS closing_balance,
-               (array_agg(dp.cumulative_return ORDER BY dp.date DESC))[1] AS cumulative_return
-        FROM investment.daily_performance dp JOIN active ac USING (account_id)
+               -- the first day's opening, the last day's closing and cumulative: an array led by the
+               -- day's number compares by date first (one row per account and date), so min and max
+               -- pick those days' rows without sorting each account's days
+               (min(ARRAY[dp.date - DATE '2000-01-01', dp.opening_balance]))[2] AS opening_balance,
+               (max(ARRAY[dp.date - DATE '2000-01-01', dp.closing_balance, dp.cumulative_return]))[2:3] AS last
+        FROM investment.daily_performance dp
         WHERE dp.date BETWEEN %(start)s AND %(end)s
         GROUP BY dp.account_id
+    ), stored AS (
+        SELECT s.account_id, s.gross_profit, s.opening_balance, s.last[1] AS closing_balance,
+               s.last[2] AS cumulative_return,
+               -- the days it was active on that are stored: all of them, unless a stored day lies
+               -- outside those days (rare: then they are counted by the account's key)
+               CASE WHEN s.first_day >= ac.active_start AND s.last_day <= ac.active_end THEN s.days
+                    ELSE (SELECT count(*) FROM investment.daily_performance w
+                          WHERE w.account_id = s.account_id AND w.date BETWEEN ac.active_start AND ac.active_end)
+               END AS stored_days
+        FROM by_account s JOIN active ac USING (account_id)
     )
     SELECT ac.account_id, ac.product_id, ac.user_id, ac.high_water_mark,
            ac.active_start, ac.active_end, ac.active_end - ac.active_start + 1 AS expected_days,

@@ -391,3 +391,22 @@ def test_jpy_net_profit_is_gross_minus_a_whole_yen_fee_exactly(book: Book) -> No
     assert fee == Decimal(728) and fee == fee.to_integral_value()  # 727.845 → 728, half-even, whole yen
     assert net == Decimal("2183.38") and fee + net == gross
     assert book.query("SELECT amount FROM investment.transactions WHERE id = %s", (tx,)) == [(net,)]
+
+
+def test_stored_days_outside_the_active_days_do_not_stand_in_for_a_missing_one(january: Book) -> None:
+    """An account opened on the 10th with days stored before it (the engine's, kept): its month is
+    complete only if each of its active days is stored, however many other days are."""
+    late = sorted(active_in(january, JAN, JAN_END))[7]
+    with january.connect() as conn:
+        conn.execute("UPDATE investment.accounts SET opened_at = '2026-01-10 09:00+00' WHERE id = %s", (late,))
+        conn.execute("DELETE FROM investment.daily_performance WHERE account_id = %s AND date = '2026-01-20'",
+                     (late,))
+    assert january.query("SELECT count(*) FROM investment.daily_performance WHERE account_id = %s",
+                         (late,)) == [(30,)]  # more rows than its 22 active days
+    st = monthly.reference_for(JANUARY, "inspect")
+    with psycopg.connect(january.dsn) as conn:
+        outcomes = monthly.assess_accounts(conn, st, "UTC")
+        summary = monthly.summarise(conn, st, outcomes)
+        monthly.drop_staging(conn, st)
+    assert summary["held_back"] == [{"account_id": late, "reason": "held_incomplete",
+                                     "missing_dates": ["2026-01-20"]}]
