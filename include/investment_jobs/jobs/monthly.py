@@ -145,12 +145,17 @@ CREATE_ASSESSED = """
 ASSESSED_KEY = "ALTER TABLE {assessed} ADD PRIMARY KEY (account_id)"
 CREATE_MISSING = """
     CREATE UNLOGGED TABLE {missing} AS
-    SELECT a.account_id, g.day::date AS date
+    SELECT a.account_id, m.date
     FROM {assessed} a
-    CROSS JOIN LATERAL generate_series(a.active_start, a.active_end, interval '1 day') g(day)
+    -- per held account, by its key: a join over the month's rows hashed all of them (every account's
+    -- days) to find those of the few accounts held back
+    CROSS JOIN LATERAL (
+        SELECT g.day::date AS date FROM generate_series(a.active_start, a.active_end, interval '1 day') g(day)
+        EXCEPT
+        SELECT dp.date FROM investment.daily_performance dp
+        WHERE dp.account_id = a.account_id AND dp.date BETWEEN a.active_start AND a.active_end
+    ) m
     WHERE a.outcome = 'held_incomplete'
-      AND NOT EXISTS (SELECT 1 FROM investment.daily_performance dp
-                      WHERE dp.account_id = a.account_id AND dp.date = g.day::date)
 """
 CREATE_READY = """
     CREATE UNLOGGED TABLE {ready} (
