@@ -114,34 +114,54 @@ class MLEngineClient:
         The listing ends when ``next_cursor`` is null. A cursor seen before (a repeat or a cycle)
         or more than ``max_pages`` pages is the engine's fault, not an end: it raises
         :class:`PermanentEngineError`, so the caller writes nothing for the date.
+
+        While the caller works on a page, the next one is already being fetched (one request ahead,
+        on one thread: the engine's latency and the transfer overlap the caller's validation); at
+        most two pages are in memory. An error of the next page is raised when the caller asks for it.
         """
-        cursor: str | None = None
-        seen: set[str] = set()
-        pages = 0
-        while True:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def fetch(cursor: str | None) -> Any:
             params: dict[str, Any] = {"date": business_date.isoformat(), "limit": limit, **(extra or {})}
             if cursor:
                 params["cursor"] = cursor
-            body = self._request("GET", "/api/v1/performance/daily", params=params)
-            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise PermanentEngineError("bulk listing: expected {'items': [...], 'next_cursor': ...}")
-            pages += 1
-            yield body["items"]
-            cursor = body.get("next_cursor")
-            if cursor is None:
-                return
-            if not isinstance(cursor, str) or not cursor:
-                raise PermanentEngineError(f"bulk listing: bad next_cursor {str(cursor)[:80]!r}")
-            if cursor in seen:
-                raise PermanentEngineError(
-                    f"bulk listing for {business_date}: next_cursor {cursor[:80]!r} came back after {pages} "
-                    "page(s) (the engine's paging repeats or cycles); nothing was written for the date")
-            if max_pages is not None and pages >= max_pages:
-                raise PermanentEngineError(
-                    f"bulk listing for {business_date}: still not finished after {pages} pages of up to {limit} "
-                    f"items, more than the active accounts can need (ML_ENGINE_MAX_PAGES sets the limit); "
-                    "nothing was written for the date")
-            seen.add(cursor)
+            return self._request("GET", "/api/v1/performance/daily", params=params)
+
+        self._session_and_base()  # made here: the hook reads Airflow's connection on the task's thread
+        seen: set[str] = set()
+        pages = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-engine-page") as ahead:
+            body = fetch(None)
+            while True:
+                if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                    raise PermanentEngineError("bulk listing: expected {'items': [...], 'next_cursor': ...}")
+                pages += 1
+                cursor = body.get("next_cursor")
+                following = None
+                if cursor is not None:
+                    if not isinstance(cursor, str) or not cursor:
+                        raise PermanentEngineError(f"bulk listing: bad next_cursor {str(cursor)[:80]!r}")
+                    if cursor in seen:
+                        raise PermanentEngineError(
+                            f"bulk listing for {business_date}: next_cursor {cursor[:80]!r} came back after "
+                            f"{pages} page(s) (the engine's paging repeats or cycles); nothing was written for "
+                            "the date")
+                    if max_pages is not None and pages >= max_pages:
+                        raise PermanentEngineError(
+                            f"bulk listing for {business_date}: still not finished after {pages} pages of up to "
+                            f"{limit} items, more than the active accounts can need (ML_ENGINE_MAX_PAGES sets the "
+                            "limit); nothing was written for the date")
+                    seen.add(cursor)
+                    following = ahead.submit(fetch, cursor)
+                try:
+                    yield body["items"]
+                except GeneratorExit:
+                    if following is not None:
+                        following.cancel()
+                    raise
+                if following is None:
+                    return
+                body = following.result()
 
     def agents_performance(self, business_date: date) -> list[Any]:
         body = self._request("GET", "/api/v1/agents/performance", params={"date": business_date.isoformat()})
