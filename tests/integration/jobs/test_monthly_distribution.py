@@ -58,6 +58,15 @@ def succeeded(dag_run) -> None:  # noqa: ANN001
     assert str(dag_run.state) == "success", task_states(dag_run)
 
 
+def inspected(book: Book) -> dict:
+    """What an operator is told about January now: its assessment's summary (nothing written)."""
+    st = monthly.reference_for(JANUARY, "inspect")
+    with psycopg.connect(book.dsn) as conn:
+        summary = monthly.summarise(conn, st, monthly.assess_accounts(conn, st, "UTC"))
+        monthly.drop_staging(conn, st)
+    return summary
+
+
 @pytest.fixture
 def january(book: Book) -> Book:
     # One account closes mid-month: it is distributed for the days it was active.
@@ -160,11 +169,7 @@ def test_an_incomplete_month_holds_the_account_back_until_backfilled(january: Bo
     assert distributed == active_in(january, JAN, JAN_END) - {gap_account}
 
     # What the operator is told: the account and its missing date.
-    st = monthly.reference_for(JANUARY, "inspect")
-    with psycopg.connect(january.dsn) as conn:
-        outcomes = monthly.assess_accounts(conn, st, "UTC")
-        summary = monthly.summarise(conn, st, outcomes)
-        monthly.drop_staging(conn, st)
+    summary = inspected(january)
     assert summary["held_back"] == [{"account_id": gap_account, "reason": "held_incomplete",
                                      "missing_dates": ["2026-01-17"]}]
     with pytest.raises(monthly.DistributionIncomplete, match=f"{gap_account} \\(missing 2026-01-17\\)"):
@@ -205,10 +210,7 @@ def test_drift_after_a_late_daily_rerun_is_reported_and_not_rewritten(january: B
     assert str(dag_run.state) == "failed"
     assert january.query(DISTRIBUTIONS) == before
 
-    st = monthly.reference_for(JANUARY, "inspect")
-    with psycopg.connect(january.dsn) as conn:
-        summary = monthly.summarise(conn, st, monthly.assess_accounts(conn, st, "UTC"))
-        monthly.drop_staging(conn, st)
+    summary = inspected(january)
     assert [d["account_id"] for d in summary["drift"]] == [drifted]
     gross = summary["drift"][0]["differences"]["gross_profit"]
     assert Decimal(gross["stored_days_now"]) - Decimal(gross["distributed"]) == 1
@@ -403,10 +405,6 @@ def test_stored_days_outside_the_active_days_do_not_stand_in_for_a_missing_one(j
                      (late,))
     assert january.query("SELECT count(*) FROM investment.daily_performance WHERE account_id = %s",
                          (late,)) == [(30,)]  # more rows than its 22 active days
-    st = monthly.reference_for(JANUARY, "inspect")
-    with psycopg.connect(january.dsn) as conn:
-        outcomes = monthly.assess_accounts(conn, st, "UTC")
-        summary = monthly.summarise(conn, st, outcomes)
-        monthly.drop_staging(conn, st)
+    summary = inspected(january)
     assert summary["held_back"] == [{"account_id": late, "reason": "held_incomplete",
                                      "missing_dates": ["2026-01-20"]}]
