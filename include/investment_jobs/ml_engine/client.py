@@ -136,23 +136,8 @@ class MLEngineClient:
                 if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                     raise PermanentEngineError("bulk listing: expected {'items': [...], 'next_cursor': ...}")
                 pages += 1
-                cursor = body.get("next_cursor")
-                following = None
-                if cursor is not None:
-                    if not isinstance(cursor, str) or not cursor:
-                        raise PermanentEngineError(f"bulk listing: bad next_cursor {str(cursor)[:80]!r}")
-                    if cursor in seen:
-                        raise PermanentEngineError(
-                            f"bulk listing for {business_date}: next_cursor {cursor[:80]!r} came back after "
-                            f"{pages} page(s) (the engine's paging repeats or cycles); nothing was written for "
-                            "the date")
-                    if max_pages is not None and pages >= max_pages:
-                        raise PermanentEngineError(
-                            f"bulk listing for {business_date}: still not finished after {pages} pages of up to "
-                            f"{limit} items, more than the active accounts can need (ML_ENGINE_MAX_PAGES sets the "
-                            "limit); nothing was written for the date")
-                    seen.add(cursor)
-                    following = ahead.submit(fetch, cursor)
+                cursor = _next_cursor(body, seen, pages, business_date, limit, max_pages)
+                following = ahead.submit(fetch, cursor) if cursor is not None else None
                 try:
                     yield body["items"]
                 except GeneratorExit:
@@ -171,3 +156,25 @@ class MLEngineClient:
 
     def notify_withdrawal(self, payload: dict[str, Any]) -> None:
         self._request("POST", "/api/v1/withdrawals/notifications", json_body=payload)
+
+
+def _next_cursor(body: dict, seen: set[str], pages: int, business_date: date, limit: int,
+                 max_pages: int | None) -> str | None:
+    """The listing's next cursor (None at its end), recorded in ``seen``; a cursor that is not one,
+    repeats, or runs past ``max_pages`` is the engine's fault: :class:`PermanentEngineError`."""
+    cursor = body.get("next_cursor")
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor:
+        raise PermanentEngineError(f"bulk listing: bad next_cursor {str(cursor)[:80]!r}")
+    if cursor in seen:
+        raise PermanentEngineError(
+            f"bulk listing for {business_date}: next_cursor {cursor[:80]!r} came back after {pages} "
+            "page(s) (the engine's paging repeats or cycles); nothing was written for the date")
+    if max_pages is not None and pages >= max_pages:
+        raise PermanentEngineError(
+            f"bulk listing for {business_date}: still not finished after {pages} pages of up to {limit} "
+            f"items, more than the active accounts can need (ML_ENGINE_MAX_PAGES sets the limit); "
+            "nothing was written for the date")
+    seen.add(cursor)
+    return cursor
