@@ -79,25 +79,41 @@ CREATE_ASSESSED = """
                OR (a.closed_at AT TIME ZONE %(tz)s)::date > (a.opened_at AT TIME ZONE %(tz)s)::date)
     ), by_account AS (  -- every account's stored days of P, in one hash aggregate over P's partition
         SELECT dp.account_id, count(*) AS days, min(dp.date) AS first_day, max(dp.date) AS last_day,
-               sum(dp.daily_return) AS gross_profit,
-               -- the first day's opening, the last day's closing and cumulative: an array led by the
-               -- day's number compares by date first (one row per account and date), so min and max
-               -- pick those days' rows without sorting each account's days
-               (min(ARRAY[dp.date - DATE '2000-01-01', dp.opening_balance]))[2] AS opening_balance,
-               (max(ARRAY[dp.date - DATE '2000-01-01', dp.closing_balance, dp.cumulative_return]))[2:3] AS last
+               sum(dp.daily_return) AS gross_profit
         FROM investment.daily_performance dp
         WHERE dp.date BETWEEN %(start)s AND %(end)s
         GROUP BY dp.account_id
+    ), edges AS (
+        -- the first stored day's opening, the last one's closing and cumulative. Usually those days
+        -- are P's first and last: two dates' rows, each in one hash join. Only an account whose first
+        -- (or last) stored day is another looks its row up by its key (LIMIT keeps the lateral a
+        -- subquery whose one-time filter skips it for every other account).
+        SELECT s.account_id, s.days, s.first_day, s.last_day, s.gross_profit,
+               coalesce(f.opening_balance, fo.opening_balance) AS opening_balance,
+               coalesce(l.closing_balance, lo.closing_balance) AS closing_balance,
+               coalesce(l.cumulative_return, lo.cumulative_return) AS cumulative_return
+        FROM by_account s
+        LEFT JOIN investment.daily_performance f
+               ON f.account_id = s.account_id AND f.date = %(start)s AND s.first_day = %(start)s
+        LEFT JOIN LATERAL (
+            SELECT o.opening_balance FROM investment.daily_performance o
+            WHERE f.account_id IS NULL AND o.account_id = s.account_id AND o.date = s.first_day LIMIT 1
+        ) fo ON true
+        LEFT JOIN investment.daily_performance l
+               ON l.account_id = s.account_id AND l.date = %(end)s AND s.last_day = %(end)s
+        LEFT JOIN LATERAL (
+            SELECT o.closing_balance, o.cumulative_return FROM investment.daily_performance o
+            WHERE l.account_id IS NULL AND o.account_id = s.account_id AND o.date = s.last_day LIMIT 1
+        ) lo ON true
     ), stored AS (
-        SELECT s.account_id, s.gross_profit, s.opening_balance, s.last[1] AS closing_balance,
-               s.last[2] AS cumulative_return,
+        SELECT s.account_id, s.gross_profit, s.opening_balance, s.closing_balance, s.cumulative_return,
                -- the days it was active on that are stored: all of them, unless a stored day lies
                -- outside those days (rare: then they are counted by the account's key)
                CASE WHEN s.first_day >= ac.active_start AND s.last_day <= ac.active_end THEN s.days
                     ELSE (SELECT count(*) FROM investment.daily_performance w
                           WHERE w.account_id = s.account_id AND w.date BETWEEN ac.active_start AND ac.active_end)
                END AS stored_days
-        FROM by_account s JOIN active ac USING (account_id)
+        FROM edges s JOIN active ac USING (account_id)
     )
     SELECT ac.account_id, ac.product_id, ac.user_id, ac.high_water_mark,
            ac.active_start, ac.active_end, ac.active_end - ac.active_start + 1 AS expected_days,

@@ -408,3 +408,35 @@ def test_stored_days_outside_the_active_days_do_not_stand_in_for_a_missing_one(j
     summary = inspected(january)
     assert summary["held_back"] == [{"account_id": late, "reason": "held_incomplete",
                                      "missing_dates": ["2026-01-20"]}]
+
+
+def test_a_month_runs_from_the_first_stored_day_to_the_last_whichever_days_those_are(january: Book) -> None:
+    """The month's opening is its first stored day's and its closing and cumulative return its last
+    one's: P's first and last day for most accounts, other days for one opened on the 5th (and the
+    one that closed on the 15th), which are looked up by their key."""
+    late = sorted(active_in(january, JAN, JAN_END))[5]
+    with january.connect() as conn:
+        conn.execute("UPDATE investment.accounts SET opened_at = '2026-01-05 09:00+00' WHERE id = %s", (late,))
+        conn.execute("DELETE FROM investment.daily_performance WHERE account_id = %s AND date < '2026-01-05'",
+                     (late,))
+    closer = january.query("SELECT id::text FROM investment.accounts WHERE closed_at IS NOT NULL "
+                           "AND closed_at::date = '2026-01-15'")[0][0]
+    expected = {r[0]: r[1:] for r in january.query(
+        """SELECT account_id::text, (array_agg(opening_balance ORDER BY date))[1],
+                  (array_agg(closing_balance ORDER BY date DESC))[1],
+                  (array_agg(cumulative_return ORDER BY date DESC))[1], sum(daily_return),
+                  min(date), max(date), count(*)
+           FROM investment.daily_performance WHERE date BETWEEN %s AND %s GROUP BY 1""", (JAN, JAN_END))}
+    assert expected[late][4:6] == (date(2026, 1, 5), JAN_END)
+    assert expected[closer][5] == date(2026, 1, 14)
+    run = monthly.reference_for(JANUARY, "edges")
+    with psycopg.connect(january.dsn) as conn:
+        monthly.assess_accounts(conn, run, "UTC")
+        tables = monthly.staging(run)
+        assessed = {r[0]: r[1:] for r in tables.execute(
+            conn, """SELECT account_id::text, opening_balance, closing_balance, cumulative_return, gross_profit,
+                            stored_days, outcome FROM {assessed}""").fetchall()}
+        monthly.drop_staging(conn, run)
+    assert set(assessed) == set(expected)
+    for account, (opening, closing, cumulative, gross, _first, _last, days) in expected.items():
+        assert assessed[account] == (opening, closing, cumulative, gross, days, "distribute"), account
