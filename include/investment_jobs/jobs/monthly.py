@@ -239,7 +239,8 @@ DISTRIBUTE = """
     SET total_profit_distributed = a.total_profit_distributed
             + CASE WHEN i.status = 'distributed' THEN i.net_profit ELSE 0 END,
         high_water_mark = CASE WHEN i.fee_model = 'high_water_mark'
-                               THEN i.high_water_mark_after ELSE a.high_water_mark END
+                               THEN i.high_water_mark_after ELSE a.high_water_mark END,
+        updated_at = now()  -- stamped here: the row trigger is skipped (migration 0013)
     FROM inserted i
     WHERE a.id = i.account_id
     RETURNING i.status
