@@ -952,6 +952,9 @@ def write_markdown(results: dict) -> None:
     tasks = sorted(big["tasks"])
     task_rows = "\n".join(f"| {t} | {small['tasks'].get(t, 0):.2f} | {big['tasks'].get(t, 0):.2f} |"
                           for t in tasks)
+    again = results["monthly_distribution"]["100000"].get("measured_again_at")  # a stage measured on its own
+    month_again = (f"\n\nMeasured again on its own {again} after a change to the monthly job alone (the rest "
+                   "of this file is the earlier run's).") if again else ""
     text = f"""# Benchmarks
 
 Measured by `make bench` (bench/run.py) on this machine ({results['machine']['cpus']} cores, Python
@@ -1045,7 +1048,7 @@ every statement over 30 ms; with `--cprofile pull`, the Python profile of a step
 | end-to-end wall (s) | {results['monthly_distribution']['100000']['wall_seconds']:.2f} | |
 | peak RSS (MiB) | {results['monthly_distribution']['100000']['peak_rss_mb']:.0f} | |
 
-Per task (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(results['monthly_distribution']['100000']['tasks'].items()))}.{(chr(10) + chr(10) + "Measured again on its own " + results['monthly_distribution']['100000']['measured_again_at'] + " after a change to the monthly job alone (the rest of this file is the earlier run's).") if results['monthly_distribution']['100000'].get('measured_again_at') else ''}
+Per task (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(results['monthly_distribution']['100000']['tasks'].items()))}.{month_again}
 
 `distribute` writes the month in one statement; migration 0014 checks the references of its
 distributions and ledger rows once per statement instead of four foreign keys row by row (1.1 s
@@ -1056,8 +1059,8 @@ returns only, and takes the first day's opening and the last day's closing from 
 another looks its row up by key). The min/max of date-led arrays it used before made the
 aggregate's state large: at 1M accounts × 31 days it spilled 1.5 GB and the planner read the month
 through its key index instead, 15–18 s for the statement against 9.8 s now, the same rows (the task
-went 17.0 → 11.6 s at 1M; at 100k, whose aggregate fits in memory, 3.84 → 3.60 s in `make bench`). It looks for missing days only for the accounts held
-back, by their key (it hashed the whole month's rows: 0.5 s at 100k when none is held).
+went 17.0 → 11.6 s at 1M; at 100k, whose aggregate fits in memory, 3.84 → 3.60 s in `make bench`).
+It looks for missing days only for the accounts held back, by their key (it hashed the whole month's rows: 0.5 s at 100k when none is held).
 
 ## data_cleanup — 1,000,000 transactions, 10% of them failed and older than the window
 
