@@ -24,7 +24,7 @@ from typing import Any
 from bench.run import DAY, PAGE_SIZE, Engine, base_env, log, prepare_book
 from bench.run_dag import peak_rss_mb, reset_peak_rss
 
-STEPS = ("snapshot", "pull", "compute", "persist", "accounts", "summarise", "drop")
+STEPS = ("snapshot", "pull", "store", "summarise", "drop")
 
 
 def run_day(conn_factory: Callable[[], Any], day: Any, run_id: str, profile_step: str | None = None
@@ -53,10 +53,7 @@ def run_day(conn_factory: Callable[[], Any], day: Any, run_id: str, profile_step
     counts["active_accounts"] = timed("snapshot", daily.snapshot_active_accounts, run, "UTC")
     with MLEngineClient() as client:
         counts.update(timed("pull", lambda conn: daily.pull_performance(conn, client, run, PAGE_SIZE)))
-    computed = timed("compute", daily.compute_returns, run, "UTC")
-    counts.update(computed)
-    counts.update(timed("persist", daily.persist, run, computed["chain_version"]))
-    counts.update(timed("accounts", daily.update_account_snapshots, run, "UTC", counts["persisted_chain_version"]))
+    counts.update(timed("store", daily.store_day, run, "UTC"))
     timed("summarise", daily.summarise, run, counts, 0)
     timed("drop", daily.drop_staging, run)
     seconds["total"] = round(sum(seconds.values()), 3)

@@ -919,8 +919,9 @@ def million_reading(one: dict, s1: dict, s2: dict, hundred_k: dict) -> str:
         return "A part of the stage failed, so no reading of it here."
     pull = [v for k, v in s2["tasks"].items() if k.startswith("pull_ml_performance")]
     rest = sum(v for k, v in s1["tasks"].items() if not k.startswith("pull_ml_performance"))
-    scale = {k: one["tasks"][k] / hundred_k["tasks"][k] for k in ("pull_ml_performance", "persist", "compute_returns")
-             if hundred_k["tasks"].get(k)}
+    scale = {k: one["tasks"][k] / hundred_k["tasks"][k]
+             for k in ("pull_ml_performance", "store_day", "persist", "compute_returns")  # the chain before store_day
+             if k in one["tasks"] and hundred_k["tasks"].get(k)}
     met = "met" if one["job_seconds"] <= 30 else "**not met**"
     if one["peak_rss_mb"] < 1024:
         memory = (f"met ({one['peak_rss_mb']:.0f} MiB, {hundred_k['peak_rss_mb']:.0f} MiB at 100k): a pull holds one "

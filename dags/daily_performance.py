@@ -45,12 +45,13 @@ later stored days are recomputed. A backfill of an old day never overwrites a ne
 - A task that runs past `TASK_EXECUTION_TIMEOUT_MINUTES` (default 60) is stopped and retried.
 
 Accounts active on D that the engine sent nothing for are listed in the summary (`missing`).
-Tasks: snapshot active accounts → pull engine pages → compute returns → persist → update
-account snapshots → summarise (→ drop staging). The pull is one mapped task per shard (`SHARDS`,
-default 1), each named by its account range (*shard 2 of 4: ids 40000000… to 80000000*): a failed
-shard is retried, or cleared, on its own, and nothing after the pull starts until every shard is
-in. The summary's `items_outside_their_shard` above 0 means the engine ignores the ranges (each
-shard then fetched the whole listing): correct, only slower; tell the engine's team.
+Tasks: snapshot active accounts → pull engine pages → store the day (match, chain, upsert D's
+rows and bring the accounts up to them, in one transaction) → summarise (→ drop staging). The
+pull is one mapped task per shard (`SHARDS`, default 1), each named by its account range
+(*shard 2 of 4: ids 40000000… to 80000000*): a failed shard is retried, or cleared, on its own,
+and nothing after the pull starts until every shard is in. The summary's
+`items_outside_their_shard` above 0 means the engine ignores the ranges (each shard then fetched
+the whole listing): correct, only slower; tell the engine's team.
 """
 
 from __future__ import annotations
@@ -125,29 +126,15 @@ def daily_performance() -> None:
                 raise AirflowFailException(str(exc)) from None
 
     @task(multiple_outputs=False)
-    def compute_returns(snapshot: dict) -> dict:
+    def store_day(snapshot: dict) -> dict:
+        """Match, chain and upsert D's rows and bring the accounts up to them: one transaction."""
         from investment_jobs.jobs import daily
         from investment_jobs.operations.run_context import run_step
 
-        return run_step(daily.compute_returns, snapshot["run"], config.cron_timezone())
-
-    @task(multiple_outputs=False)
-    def persist(snapshot: dict, computed: dict) -> dict:
-        from investment_jobs.jobs import daily
-        from investment_jobs.operations.run_context import run_step
-
-        return run_step(daily.persist, snapshot["run"], computed.get("chain_version"))
-
-    @task(multiple_outputs=False)
-    def update_account_snapshots(snapshot: dict, persisted: dict) -> dict:
-        from investment_jobs.jobs import daily
-        from investment_jobs.operations.run_context import run_step
-
-        return run_step(daily.update_account_snapshots, snapshot["run"], config.cron_timezone(),
-                        persisted.get("persisted_chain_version"))
+        return run_step(daily.store_day, snapshot["run"], config.cron_timezone())
 
     @task(outlets=[DAILY_PERFORMANCE], multiple_outputs=False)
-    def summarise(snapshot: dict, pulled: list, computed: dict, persisted: dict, updated: dict, **context) -> dict:
+    def summarise(snapshot: dict, pulled: list, stored: dict, **context) -> dict:
         """One JSON summary line (also this task's XCom); fails past DAILY_REJECT_TOLERANCE. On
         success, D's partition of the daily asset is stored: the month's rollup counts it."""
         from investment_jobs.jobs import daily
@@ -155,8 +142,7 @@ def daily_performance() -> None:
         from investment_jobs.operations.run_context import run_step
         from investment_jobs.operations.run_log import finish_run
 
-        counts = {"active_accounts": snapshot["active_accounts"], **daily.add_pulled(list(pulled[:])), **computed,
-                  **persisted, **updated}
+        counts = {"active_accounts": snapshot["active_accounts"], **daily.add_pulled(list(pulled[:])), **stored}
         summary = run_step(daily.summarise, snapshot["run"], counts, config.daily_reject_tolerance())
         finish_run(summary, snapshot["started_at"], context, daily.check_tolerance)
         announce_distribution_drift(summary, context)
@@ -173,11 +159,9 @@ def daily_performance() -> None:
 
     snapshot = fetch_active_accounts(shards)
     pulled = pull_ml_performance.partial(snapshot=snapshot).expand(shard=list(range(shards)))
-    computed = compute_returns(snapshot)
-    persisted = persist(snapshot, computed)
-    updated = update_account_snapshots(snapshot, persisted)
-    chain(pulled, computed)
-    summarise(snapshot, pulled, computed, persisted, updated) >> drop_staging(snapshot)
+    stored = store_day(snapshot)
+    chain(pulled, stored)
+    summarise(snapshot, pulled, stored) >> drop_staging(snapshot)
 
 
 daily_performance()

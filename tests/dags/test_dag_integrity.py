@@ -208,8 +208,7 @@ def test_task_order_of_monthly_distribution(dagbag) -> None:  # noqa: ANN001
 
 def test_task_order_of_daily_performance(dagbag) -> None:  # noqa: ANN001
     dag = dagbag.get_dag("daily_performance")
-    chain = ["fetch_active_accounts", "pull_ml_performance", "compute_returns", "persist",
-             "update_account_snapshots", "summarise", "drop_staging"]
+    chain = ["fetch_active_accounts", "pull_ml_performance", "store_day", "summarise", "drop_staging"]
     for upstream, downstream in zip(chain, chain[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     assert dag.get_task("drop_staging").is_teardown

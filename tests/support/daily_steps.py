@@ -18,9 +18,7 @@ def run_day(day: date, run_id: str | None = None, page_size: int = 7) -> dict[st
     with connect() as conn, MLEngineClient() as client:
         counts: dict[str, Any] = {"active_accounts": daily.snapshot_active_accounts(conn, run, "UTC")}
         counts.update(daily.pull_performance(conn, client, run, page_size))
-        counts.update(daily.compute_returns(conn, run, "UTC"))
-        counts.update(daily.persist(conn, run, counts["chain_version"]))
-        counts.update(daily.update_account_snapshots(conn, run, "UTC", counts["persisted_chain_version"]))
+        counts.update(daily.store_day(conn, run, "UTC"))
         summary = daily.summarise(conn, run, counts, 0)
         daily.drop_staging(conn, run)
     return summary

@@ -5,16 +5,15 @@ Steps (each one DAG task, each one database transaction, each safe to retry):
 1. ``snapshot_active_accounts``  accounts active on D (contracts.md) into a staging table.
 2. ``pull_performance``          page the engine's bulk listing for D; validate each item in
                                  Decimal; COPY good items and rejects into staging tables.
-3. ``compute_returns``           reject unknown/inactive/duplicate accounts (set-based), and
-                                 compute D's cumulative fields from the stored day before D.
-4. ``persist``                   under a lock shared by all dates (chaining D again if another
-                                 date was written meanwhile): upsert D's rows and this run's
-                                 rejects; recompute the cumulative fields of stored days after D.
-5. ``update_account_snapshots``  current_balance only where D is the newest stored day (net of
-                                 withdrawals settled after D); total_return_percentage from
-                                 the newest stored day.
-6. ``summarise``                 one JSON line; fail when rejects exceed the tolerance.
-7. ``drop_staging``              teardown.
+3. ``store_day``                 under a lock shared by all dates, in one transaction: reject
+                                 unknown/inactive/duplicate accounts (set-based); chain D from
+                                 the stored day before it; upsert D's rows and this run's rejects;
+                                 chain the stored days after D again; then the accounts:
+                                 current_balance only where D is the newest stored day (net of
+                                 withdrawals settled after D), total_return_percentage from the
+                                 newest stored day.
+4. ``summarise``                 one JSON line; fail when rejects exceed the tolerance.
+5. ``drop_staging``              teardown.
 
 Cumulative fields (the order-independent definition): for each stored row,
 ``cumulative_return`` = Σ daily_return of the account's stored rows up to and including it, and
@@ -94,7 +93,6 @@ COPY_ITEMS = """COPY {part} (account_id, opening_balance, closing_balance, daily
 COPY_REJECTS = "COPY {rejects} (account_id, reason, item, shard) FROM STDIN"
 ANALYZE_ITEMS = "ANALYZE {items} (account_id)"  # the joins' column (and the row count): not the jsonb
 
-CHAIN_VERSION = "SELECT version FROM investment.daily_chain_version"
 DROP_READY = "DROP TABLE IF EXISTS {ready}"
 FORGET_MATCH_REJECTS = "DELETE FROM {rejects} WHERE stage = 'match'"  # a retry starts afresh
 REJECT_WHAT_THE_BOOK_CANNOT_TAKE = """
@@ -149,16 +147,6 @@ CREATE_READY = """
     WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
                       WHERE r.stage = 'match' AND r.account_id = x.account_id::text)
 """
-
-CHAIN_D_AGAIN = """
-    UPDATE {ready} t
-    SET cumulative_return = coalesce(prev.cumulative_return, 0) + t.daily_return,
-        cumulative_return_percentage = investment.twr_step(
-            coalesce(prev.cumulative_return_percentage, 0), t.daily_return_percentage)
-    FROM (SELECT x.account_id, p.cumulative_return, p.cumulative_return_percentage
-          FROM {ready} x {day_before_x}) prev
-    WHERE prev.account_id = t.account_id
-"""
 FORGET_STORED_REJECTS = "DELETE FROM investment.daily_performance_rejects WHERE run_id = %(run)s AND date = %(d)s"
 STORE_REJECTS = """
     INSERT INTO investment.daily_performance_rejects (run_id, date, account_id, reason, item)
@@ -174,7 +162,7 @@ INSERT_DAY = """
            trades_executed, winning_trades, losing_trades, ml_agent_data
     FROM {ready}
 """
-# Only persist writes daily rows, under CHAIN_LOCK: while it is held, a date with no stored row
+# Only store_day writes daily rows, under CHAIN_LOCK: while it is held, a date with no stored row
 # gets none from anyone else, and a plain INSERT stores it (the usual forward run: 20-25 % of the
 # upsert's time is its conflict handling). A rerun of a stored date takes the upsert.
 D_IS_STORED = "SELECT EXISTS (SELECT 1 FROM investment.daily_performance WHERE date = %(d)s)"
@@ -229,13 +217,9 @@ COUNT_STORED_REJECTS = """
     SELECT count(*) FROM investment.daily_performance_rejects WHERE run_id = %(run)s AND date = %(d)s
 """
 ENSURE_PARTITION = "SELECT investment.ensure_daily_partition(%(d)s)"  # D's month (migration 0012)
-BUMP_CHAIN_VERSION = "UPDATE investment.daily_chain_version SET version = version + 1"
 
-# Days after D are a range on the date index: empty in the usual forward run. ``d`` is D's row as
-# stored: the staged copy itself while no date was written since this run's persist (then the two
-# are equal), else the stored row, which another date's persist may have re-chained.
-D_AS_STAGED = sql.SQL("CROSS JOIN LATERAL (SELECT r.closing_balance, r.cumulative_return_percentage) d")
-D_AS_STORED = sql.SQL("JOIN investment.daily_performance d ON d.account_id = r.account_id AND d.date = %(d)s")
+# Days after D are a range on the date index: empty in the usual forward run. D's row as stored is
+# its staged copy (store_day writes one and reads the other under the same lock).
 UPDATE_ACCOUNTS = """
     WITH later AS (
         SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
@@ -256,7 +240,7 @@ UPDATE_ACCOUNTS = """
                d.closing_balance - coalesce(s.net_out, 0) AS balance,
                coalesce(l.cumulative_return_percentage, d.cumulative_return_percentage) AS twr
         FROM {ready} r
-        {day_rows}
+        CROSS JOIN LATERAL (SELECT r.closing_balance, r.cumulative_return_percentage) d
         LEFT JOIN later l ON l.account_id = r.account_id
         LEFT JOIN settled_after s ON s.account_id = r.account_id
     )
@@ -413,42 +397,36 @@ def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, statement: sql.Co
     return refused
 
 
-# --- 3. compute --------------------------------------------------------------------------------
-def compute_returns(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
-    """Reject items the book cannot take; chain the rest from the stored day before D.
+# --- 3. store -----------------------------------------------------------------------------------
+def store_day(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
+    """Match, chain and write D, then bring the accounts up to it: one transaction, under the lock
+    every date's writer holds (CHAIN_LOCK).
 
-    Returns the chain version it read first: persist re-chains D only if another date was written
-    since (a backfill running several dates at once), so the usual run pays for the chain once.
+    Items the book cannot take become rejects; the rest are chained from the stored day before D,
+    upserted with this run's rejects, and the stored days after D are chained again from D. The
+    accounts follow in the same transaction. Because no other date is written between the chain and
+    the accounts (several dates at once in a backfill wait on the lock, one after another), any
+    interleaving of dates ends with the rows of a sequential run, and an operator never sees D's rows
+    stored with the accounts not yet moved to them.
+
+    Accounts move to their newest stored day, never back to an older one: current_balance changes
+    only where D is the newest (a backfill of an old day leaves a newer balance alone), to D's
+    closing balance net of the withdrawals (and their reversals) settled after D ended in
+    ``timezone``: the engine's closing for D cannot know of a payout made the next morning, and a
+    rerun of D after it must not give the money back; the engine's closing for D+1 includes it, so
+    the next day nets nothing. total_return_percentage follows the newest stored day, whose chain
+    D may just have changed.
     """
     tables = staging(run)
+    params = _params(run, tz=timezone)
     with conn.transaction():
-        version = conn.execute(CHAIN_VERSION).fetchone()[0]
+        conn.execute(CHAIN_LOCK)
         tables.execute(conn, ANALYZE_ITEMS)  # every shard's items are in
         tables.execute(conn, DROP_READY)
         tables.execute(conn, FORGET_MATCH_REJECTS)
-        tables.execute(conn, REJECT_WHAT_THE_BOOK_CANNOT_TAKE, _params(run, tz=timezone))
-        tables.execute(conn, CREATE_READY, _params(run), day_before_x=DAY_BEFORE_X)
-        ready, rejected = tables.count(conn, "ready"), tables.count(conn, "rejects")
-    return {"ready": ready, "rejected": rejected, "chain_version": int(version)}
-
-
-# --- 4. persist --------------------------------------------------------------------------------
-def persist(conn: psycopg.Connection, run: RunReference, chain_version: int | None = None) -> dict[str, int]:
-    """Write D in one transaction: rows, this run's rejects, and later days' cumulative fields.
-
-    Every date's persist holds the same lock and bumps the chain version. When another date was
-    written since compute_returns chained D (``chain_version`` differs: several dates at once in a
-    backfill), D is chained again here from the stored day before it, so any interleaving of dates
-    ends with the rows of a sequential run.
-    """
-    tables = staging(run)
-    params = _params(run)
-    with conn.transaction():
-        conn.execute(CHAIN_LOCK)
-        current = conn.execute(CHAIN_VERSION).fetchone()[0]
-        rechained_d = 0
-        if chain_version is None or current != chain_version:
-            rechained_d = tables.execute(conn, CHAIN_D_AGAIN, params, day_before_x=DAY_BEFORE_X).rowcount
+        tables.execute(conn, REJECT_WHAT_THE_BOOK_CANNOT_TAKE, params)
+        tables.execute(conn, CREATE_READY, params, day_before_x=DAY_BEFORE_X)
+        ready = tables.count(conn, "ready")
         conn.execute(FORGET_STORED_REJECTS, params)
         tables.execute(conn, STORE_REJECTS, params)
         conn.execute(ENSURE_PARTITION, params)
@@ -457,34 +435,9 @@ def persist(conn: psycopg.Connection, run: RunReference, chain_version: int | No
         later = tables.execute(conn, CHAIN_LATER_DAYS_AGAIN, params).rowcount
         rejects = conn.execute(COUNT_STORED_REJECTS, params).fetchone()[0]
         refresh_book_day(conn, run.business_date)  # the fund view's sums of D, in D's transaction
-        conn.execute(BUMP_CHAIN_VERSION)
-    return {"upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
-            "chained_again_after_a_concurrent_date": rechained_d, "persisted_chain_version": int(current) + 1}
-
-
-# --- 5. accounts -------------------------------------------------------------------------------
-def update_account_snapshots(conn: psycopg.Connection, run: RunReference, timezone: str,
-                             persisted_chain_version: int | None = None) -> dict[str, int]:
-    """Bring accounts up to their newest stored day, and never back to an older one.
-
-    current_balance changes only where D is the account's newest stored day (a backfill of an old
-    day leaves a newer balance alone). It is D's closing balance net of the withdrawals (and their
-    reversals) settled after D ended in ``timezone``: the engine's closing for D cannot know of a
-    payout made the next morning, and a rerun of D after it must not give the money back. The
-    engine's closing for D+1 includes it (it is notified), so the next day's run nets nothing.
-    total_return_percentage always follows the newest stored day, whose chain a late day may have
-    just changed: D's own chain too, so it is read from the stored row, never from staging (an
-    earlier date persisted after this run's persist re-chains the stored D, not this run's copy).
-    Unless no date was written since (the chain version is still the one persist left, the usual
-    run): then the copy is the stored row, and reading it spares a lookup per account.
-    """
-    with conn.transaction():
-        conn.execute(CHAIN_LOCK)  # the same lock as persist: later days are read while no date is written
-        unchanged = persisted_chain_version is not None and \
-            conn.execute(CHAIN_VERSION).fetchone()[0] == persisted_chain_version
-        updated = staging(run).execute(conn, UPDATE_ACCOUNTS, _params(run, tz=timezone),
-                                       day_rows=D_AS_STAGED if unchanged else D_AS_STORED).rowcount
-    return {"accounts_updated": updated, "accounts_from_staged_day": int(unchanged)}
+        updated = tables.execute(conn, UPDATE_ACCOUNTS, params).rowcount
+    return {"ready": ready, "upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
+            "accounts_updated": updated}
 
 
 # --- 6. summary --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from investment_jobs_dev.standins.ml_engine_data import EngineAccount, daily_ite
 from tests.support.airflow_runs import run_dag, task_states, xcom
 from tests.support.book import Book
 from tests.support.daily_steps import run_day as run_day_steps
+from tests.support.stack_runs import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -152,7 +153,7 @@ def test_each_bad_item_is_rejected_with_its_reason_and_good_items_persist(book: 
     dag_run = run_dag("daily_performance", DAY)
     assert str(dag_run.state) == "failed"
     assert task_states(dag_run)["summarise"] == "failed"
-    assert task_states(dag_run)["persist"] == "success"
+    assert task_states(dag_run)["store_day"] == "success"
 
     rejects = book.query("SELECT account_id, reason, item FROM investment.daily_performance_rejects "
                          "WHERE date = %s AND run_id = %s", (DAY, dag_run.run_id))
@@ -222,7 +223,7 @@ def test_engine_down_fails_the_run_and_writes_nothing(book: Book, engine) -> Non
     assert str(dag_run.state) == "failed"
     states = task_states(dag_run)
     assert states["pull_ml_performance"] == "failed"
-    assert states["persist"] == "upstream_failed"
+    assert states["store_day"] == "upstream_failed"
     # HTTP retries (4 attempts) in each of the 2 task tries.
     assert engine.stats()["requests"]["/api/v1/performance/daily:503"] == 8
     assert book.query("SELECT count(*) FROM investment.daily_performance") == [(0,)]
@@ -243,67 +244,82 @@ def test_a_day_that_has_not_ended_fails_at_once_and_writes_nothing(book: Book, e
     assert book.query("SELECT count(*) FROM investment.daily_performance") == [(0,)]
 
 
-def test_a_date_written_meanwhile_makes_persist_chain_d_again(book: Book, monkeypatch) -> None:  # noqa: ANN001
-    """Another date's persist between this run's compute_returns and persist (a backfill with
-    several dates at once) bumps the chain version; persist then chains D again from what is
-    stored now. Here D+1 is computed, D is stored meanwhile, then D+1 is persisted."""
+def test_a_date_stored_while_another_is_between_its_pull_and_its_store_leaves_a_sequential_book(
+        book: Book, monkeypatch) -> None:  # noqa: ANN001
+    """D+1 has pulled its items when D runs start to end (a backfill with several dates at once);
+    D+1's store_day then chains from the D stored meanwhile: rows and accounts as if in order."""
     from investment_jobs.jobs import daily
 
     first, second = date(2026, 1, 1), date(2026, 1, 2)
-    real_compute = daily.compute_returns
+    real_pull = daily.pull_performance
 
-    def compute_then_another_date_lands(conn, run, timezone):  # noqa: ANN001, ANN202
-        counts = real_compute(conn, run, timezone)
+    def pull_then_the_day_before_lands(conn, client, run, *args):  # noqa: ANN001, ANN202
+        counts = real_pull(conn, client, run, *args)
         if run.business_date == second:
-            monkeypatch.setattr(daily, "compute_returns", real_compute)
+            monkeypatch.setattr(daily, "pull_performance", real_pull)
             succeeded(run_dag("daily_performance", first))  # lands while D+1 is between its tasks
         return counts
 
-    monkeypatch.setattr(daily, "compute_returns", compute_then_another_date_lands)
-    run = run_dag("daily_performance", second)
-    succeeded(run)
-    assert xcom(run, "persist")["chained_again_after_a_concurrent_date"] > 0
-    interleaved = book.query(TABLE)
+    monkeypatch.setattr(daily, "pull_performance", pull_then_the_day_before_lands)
+    succeeded(run_dag("daily_performance", second))
+    interleaved = (book.query(TABLE), book.query(ACCOUNTS))
+    assert {r[2] for r in interleaved[0]} == {first, second}
 
     reset_book(book)
     for day in (first, second):
         succeeded(run_dag("daily_performance", day))
-    assert book.query(TABLE) == interleaved
+    assert interleaved == (book.query(TABLE), book.query(ACCOUNTS))
 
 
-def test_an_earlier_date_landing_after_persist_still_leaves_accounts_on_the_newest_chain(
-        book: Book, monkeypatch) -> None:  # noqa: ANN001
-    """D+1 is persisted, then D runs start to end (re-chaining the stored D+1), then D+1 updates
-    the accounts: D+1 is the newest day, and total_return_percentage must be its chain as stored
-    now, not the one D+1 computed before D existed. (Seen on the Celery stack, three dates at once.)"""
+def test_dates_storing_at_the_same_moment_take_turns_on_the_chain_lock(book: Book) -> None:
+    """Two dates' store_day released at once, the later date first in line or not: each waits for
+    the chain lock, so the book ends as a sequential run's (rows, cumulative fields, accounts)."""
+    import threading
+
+    from investment_jobs.db.connect import connect
     from investment_jobs.jobs import daily
+    from investment_jobs.ml_engine.client import MLEngineClient
 
-    first, second = date(2026, 1, 1), date(2026, 1, 2)
-    real_persist = daily.persist
+    days = [date(2026, 1, 3), date(2026, 1, 2), date(2026, 1, 1)]  # the later dates first in line
+    runs = [daily.reference_for(day, f"together-{day}") for day in days]
+    with connect() as conn, MLEngineClient() as client:
+        for run in runs:
+            daily.snapshot_active_accounts(conn, run, "UTC")
+            daily.pull_performance(conn, client, run, 7)
+    outcomes: dict[date, object] = {}
 
-    def persist_then_the_day_before_lands(conn, run, chain_version=None):  # noqa: ANN001, ANN202
-        counts = real_persist(conn, run, chain_version)
-        if run.business_date == second:
-            monkeypatch.setattr(daily, "persist", real_persist)
-            succeeded(run_dag("daily_performance", first))  # re-chains D+1, updates accounts from it
-        return counts
+    def store(run) -> None:  # noqa: ANN001
+        try:
+            with connect() as conn:
+                outcomes[run.business_date] = daily.store_day(conn, run, "UTC")
+        except Exception as exc:  # noqa: BLE001 - the assertion below names it
+            outcomes[run.business_date] = exc
 
-    monkeypatch.setattr(daily, "persist", persist_then_the_day_before_lands)
-    late = run_dag("daily_performance", second)
-    succeeded(late)
-    interleaved = (book.query(TABLE), book.query(ACCOUNTS))
-    # D's run wrote after D+1's persist: D+1's accounts were read from the stored (re-chained) rows
-    assert xcom(late, "update_account_snapshots")["accounts_from_staged_day"] == 0
+    waiting = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+               " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    with connect() as holder:
+        holder.execute(daily.CHAIN_LOCK)  # held until every store_day is queued behind it
+        threads = []
+        for run in runs:
+            threads.append(threading.Thread(target=store, args=(run,)))
+            threads[-1].start()
+            queued = len(threads)
+            wait_for(f"{queued} store_day(s) queued on the chain lock",
+                     lambda queued=queued: book.query(waiting)[0][0] == queued, timeout=300, every=0.05)
+        holder.rollback()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert all(isinstance(outcomes[day], dict) for day in days), outcomes
+    with connect() as conn:
+        for run in runs:
+            daily.drop_staging(conn, run)
+    together = (book.query(TABLE), book.query(ACCOUNTS))
+    assert {r[2] for r in together[0]} == set(days)
 
     reset_book(book)
-    for day in (first, second):
-        in_order = run_dag("daily_performance", day)
-        succeeded(in_order)
-        # nothing wrote between persist and the update: the staged day is the stored one
-        assert xcom(in_order, "update_account_snapshots")["accounts_from_staged_day"] == 1
-    sequential = (book.query(TABLE), book.query(ACCOUNTS))
-    assert interleaved[0] == sequential[0]
-    assert interleaved[1] == sequential[1]
+    for day in sorted(days):
+        run_day_steps(day)
+    assert together == (book.query(TABLE), book.query(ACCOUNTS))
 
 
 @pytest.mark.parametrize("paging", ["repeat", "cycle", "endless"])
