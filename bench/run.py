@@ -156,6 +156,7 @@ def floor(dsn: str, day: date) -> dict:
     """Bulk pages → Decimal → COPY into staging → one upsert. No validation, no business logic."""
     import psycopg
 
+    from investment_jobs.bulk import cyclic_gc_paused
     from investment_jobs.config import HttpRetryPolicy
     from investment_jobs.ml_engine.client import MLEngineClient
 
@@ -168,7 +169,7 @@ def floor(dsn: str, day: date) -> dict:
         conn.execute("""CREATE TEMP TABLE floor_stage (account_id uuid, opening_balance numeric,
                         closing_balance numeric, daily_return numeric, daily_return_percentage numeric,
                         trades_executed int, winning_trades int, losing_trades int, ml_agent_data jsonb)""")
-        with conn.cursor().copy("COPY floor_stage FROM STDIN") as copy:
+        with conn.cursor().copy("COPY floor_stage FROM STDIN") as copy, cyclic_gc_paused():  # as the job's pull
             for page in client.iter_daily_performance(day, PAGE_SIZE):
                 for i in page:
                     copy.write_row((i["account_id"], Decimal(i["opening_balance"]), Decimal(i["closing_balance"]),
@@ -212,6 +213,7 @@ def tight_floor(dsn: str, day: date) -> dict:
     the same upsert into the same table partitioned by month: what partitioning alone costs."""
     import psycopg
 
+    from investment_jobs.bulk import cyclic_gc_paused
     from investment_jobs.config import HttpRetryPolicy
     from investment_jobs.ml_engine.client import MLEngineClient
 
@@ -223,7 +225,7 @@ def tight_floor(dsn: str, day: date) -> dict:
         conn.execute("DROP TABLE IF EXISTS public.floor_stage")
         conn.execute(TIGHT_TABLE.format(unlogged="UNLOGGED", name="stage", key="", partitioned=""))
         rows = 0
-        with conn.cursor().copy("COPY public.floor_stage FROM STDIN") as copy:
+        with conn.cursor().copy("COPY public.floor_stage FROM STDIN") as copy, cyclic_gc_paused():  # as the job's pull
             for page in client.iter_daily_performance(when, PAGE_SIZE):
                 for i in page:
                     copy.write_row((i["account_id"], when, Decimal(i["opening_balance"]),

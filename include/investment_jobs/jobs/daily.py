@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from investment_jobs.bulk import cyclic_gc_paused
 from investment_jobs.business_dates import Period
 from investment_jobs.config import SUMMARY_ID_LIMIT
 from investment_jobs.db.staging import RunReference, Staging
@@ -331,7 +332,7 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, run: RunR
     day = run.business_date
     received = valid = rejected = pages = elsewhere = 0
     whole = shard.count == 1
-    with conn.transaction():
+    with conn.transaction(), cyclic_gc_paused():
         if max_pages is None:
             max_pages = page_limit(tables.count(conn, "accounts"), page_size)
         tables.execute(conn, EMPTY_SHARD, part=part)

@@ -187,10 +187,11 @@ def reconcile_recent_dates(conn: psycopg.Connection, client: MLEngineClient, day
 def reconcile(conn: psycopg.Connection, client: MLEngineClient, day: date, run_id: str, page_size: int,
               max_pages: int | None = None) -> dict[str, int]:
     """Compare one ended date's engine figures with the stored rows; record the differences."""
+    from investment_jobs.bulk import cyclic_gc_paused
     from investment_jobs.ml_engine.client import page_limit
 
     received = rejected = 0
-    with conn.transaction():
+    with conn.transaction(), cyclic_gc_paused():  # pages of engine JSON, as daily_performance's pull
         if max_pages is None:
             accounts = conn.execute("SELECT count(*) FROM investment.accounts").fetchone()[0]
             max_pages = page_limit(accounts, page_size)
