@@ -171,11 +171,11 @@ def floor(dsn: str, day: date) -> dict:
                         trades_executed int, winning_trades int, losing_trades int, ml_agent_data jsonb)""")
         with conn.cursor().copy("COPY floor_stage FROM STDIN") as copy, cyclic_gc_paused():  # as the job's pull
             for page in client.iter_daily_performance(day, PAGE_SIZE):
-                for i in page:
-                    copy.write_row((i["account_id"], Decimal(i["opening_balance"]), Decimal(i["closing_balance"]),
-                                    Decimal(i["daily_return"]), Decimal(i["daily_return_percentage"]),
-                                    i["trades_executed"], i["winning_trades"], i["losing_trades"],
-                                    json.dumps(i["ml_agent_data"], default=str)))
+                for i in page:  # the bench's book is clean: every page comes typed (EngineItem)
+                    copy.write_row((i.account_id, Decimal(i.opening_balance), Decimal(i.closing_balance),
+                                    Decimal(i.daily_return), Decimal(i.daily_return_percentage),
+                                    i.trades_executed, i.winning_trades, i.losing_trades,
+                                    json.dumps(i.ml_agent_data, default=str)))
                     rows += 1
         copied = time.perf_counter()
         conn.execute("SELECT investment.ensure_daily_partition(%s)", (day,))
@@ -227,12 +227,12 @@ def tight_floor(dsn: str, day: date) -> dict:
         rows = 0
         with conn.cursor().copy("COPY public.floor_stage FROM STDIN") as copy, cyclic_gc_paused():  # as the job's pull
             for page in client.iter_daily_performance(when, PAGE_SIZE):
-                for i in page:
-                    copy.write_row((i["account_id"], when, Decimal(i["opening_balance"]),
-                                    Decimal(i["closing_balance"]), Decimal(i["daily_return"]),
-                                    Decimal(i["daily_return_percentage"]), i["trades_executed"],
-                                    i["winning_trades"], i["losing_trades"],
-                                    json.dumps(i["ml_agent_data"], default=str)))
+                for i in page:  # the bench's book is clean: every page comes typed (EngineItem)
+                    copy.write_row((i.account_id, when, Decimal(i.opening_balance),
+                                    Decimal(i.closing_balance), Decimal(i.daily_return),
+                                    Decimal(i.daily_return_percentage), i.trades_executed,
+                                    i.winning_trades, i.losing_trades,
+                                    json.dumps(i.ml_agent_data, default=str)))
                     rows += 1
         copied = time.perf_counter()
         conn.execute("""INSERT INTO public.floor_daily AS t SELECT * FROM public.floor_stage
@@ -374,7 +374,7 @@ def bench_fund(dsn: str, daily_job_seconds: float) -> dict:
 
     def refresh_cost(conn, days: list[date]) -> list[float]:  # noqa: ANN001
         costs = []
-        for day in days:  # what persist pays per business date at 100k accounts
+        for day in days:  # what store_day pays per business date at 100k accounts
             started = time.perf_counter()
             refresh_book_day(conn, day)
             conn.commit()
@@ -1021,20 +1021,28 @@ Beside it, in the same run:
 | partitioning by month: the tight floor's upsert into the same table partitioned by month | {d['tight_floor_100000']['upsert_into_month_partitions_seconds']:.2f} s (unpartitioned {d['tight_floor_100000']['upsert_seconds']:.2f} s) | |
 
 The tight floor is the least work that stores D: no validation, no rejects, no chain, no account
-update, no summaries, no Airflow. The job does all of those, as separate tasks (each one
-transaction, each retryable), so the ratio is what they cost together. The earlier floor upserted
+update, no summaries, no Airflow. The job does all of those: the pull (one task per shard), then
+`store_day`, which matches, chains and writes D, chains later days again, rewrites D's summaries
+and moves the accounts, in one transaction; the ratio is what they cost together. The earlier floor upserted
 into `daily_performance`, whose foreign keys PostgreSQL checked row by row; migration 0012 checks
 the same references once per statement, so that floor now mostly measures the table's date index,
 its triggers and its partitioning. Migration 0013 made the nightly update of every active
 account heap-only (`accounts` at fillfactor 50: a page keeps room for a new version of each of its
 rows, so no index is touched) and stamps `updated_at` in the statement instead of a trigger call
-per row; the update reads D's staged rows unless another date was written since persist: about
-0.5 s at 100k, where it was 1.2–1.4 s. Each task also returns one XCom (TaskFlow had unrolled every
+per row; the update reads D's staged rows (`store_day` writes and reads them under one lock):
+about 0.35 s at 100k, where it was 1.2–1.4 s. Each task also returns one XCom (TaskFlow had unrolled every
 `-> dict` into an XCom per key as well). A date with no stored row yet (the forward run) is written
 by a plain INSERT under the chain lock rather than the upsert, whose conflict handling was a quarter
 of its time; the fund view's best and worst accounts of D are a top-N heapsort per product instead
 of two sorts of the whole day; and the engine's next page is fetched while the current one is
 validated (nothing on loopback; 0.5 s of a 100k pull with the stand-in's 30 ms latency per page).
+The pull runs with Python's cyclic collector paused (`investment_jobs/bulk.py`): a page's 10,000
+dicts set off collections, and each full one walked every object of the worker process, about
+800k of Airflow's, for 0.3 s, once or twice a date; the pages hold no cycles, so reference counting
+frees them either way (the floors get the same pause). A page whose items all have contracts.md's
+JSON types decodes into typed structs (msgspec) rather than a dict per item; any other page reads
+as plain JSON and every item gets the full checks. Matching, chaining, the upsert and the accounts
+were three tasks and are one (`store_day`): two task hand-offs fewer per date.
 Where the job's time goes, step by step and statement by
 statement, without Airflow: `python -m bench.profile_daily 100000` (with `PROFILE_STATEMENTS=1`,
 every statement over 30 ms; with `--cprofile pull`, the Python profile of a step).
@@ -1139,7 +1147,7 @@ What the page reads and what keeping it costs the jobs. The monthly benchmark's 
 is grown to a year of raw `daily_performance`: {fv['raw_daily_rows']:,} rows over
 {fv['stored_days']} dates ({fv['raw_table_gib']:.1f} GiB with its indexes; each date before
 January 2026 repeats a January day's rows, bulk-loaded in {fv['load_seconds']} s, untimed). The
-summaries of a business date are recomputed from that date's rows inside `persist`'s transaction
+summaries of a business date are recomputed from that date's rows inside `store_day`'s transaction
 (`refresh_book_day`): measured once per stored day of January while 31 days were stored, and on
 11 dates a month apart once the year was. Each section's data is then read 30 times over the
 year: {fv['book_daily_rows']:,} `book_daily` rows (a summary holds one row per product and date,

@@ -34,7 +34,7 @@ from investment_jobs.config import SUMMARY_ID_LIMIT
 from investment_jobs.db.staging import RunReference, Staging
 from investment_jobs.ml_engine.client import page_limit
 from investment_jobs.ml_engine.shards import AccountRange
-from investment_jobs.ml_engine.validation import DailyItem, Rejected, validate_item
+from investment_jobs.ml_engine.validation import DailyItem, Rejected, as_sent, validate_item
 from investment_jobs.money import dumps_lenient
 from investment_jobs.views.summaries import record_run_quality, refresh_book_day
 
@@ -358,7 +358,7 @@ def pull_performance(conn: psycopg.Connection, client: MLEngineClient, run: RunR
             if bad:
                 with cur.copy(tables.sql(COPY_REJECTS)) as copy:
                     for reject, raw in bad:
-                        copy.write_row((reject.account_id, reject.reason, dumps_lenient(raw), shard.index))
+                        copy.write_row((reject.account_id, reject.reason, dumps_lenient(as_sent(raw)), shard.index))
     return {"pages": pages, "received": received - elsewhere, "valid": valid, "rejected": rejected,
             "other_shards_items": elsewhere}
 

@@ -25,6 +25,7 @@ from investment_jobs.ml_engine.validation import (
     MAX_REASON,
     DailyItem,
     agent_data_json,
+    as_sent,
     column_decimal,
     storable_text,
     unstorable_json,
@@ -215,7 +216,7 @@ def reconcile(conn: psycopg.Connection, client: MLEngineClient, day: date, run_i
                         bad.append((item, raw))
             for item, raw in bad:
                 rejected += 1
-                _reject(cur, run_id, day, "accounts", item.account_id, item.reason, raw)
+                _reject(cur, run_id, day, "accounts", item.account_id, item.reason, as_sent(raw))
         cur.execute("DELETE FROM investment.performance_discrepancies WHERE date = %s", (day,))
         found = cur.execute(RECORD_DIFFERENCES, {"d": day, "run": run_id}).rowcount
     return {"received": received, "rejected": rejected, "discrepancies": found}

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from investment_jobs.config import ML_ENGINE_CONN_ID, HttpRetryPolicy, ml_engine_retry_policy
+from investment_jobs.ml_engine.validation import ListingPage
 from investment_jobs.money import loads_exact
 
 if TYPE_CHECKING:
@@ -36,6 +39,8 @@ class PermanentEngineError(EngineError):
         self.status = status
 
 
+# The listing's pages typed; the agent data's numbers as exact as loads_exact reads them.
+LISTING_PAGE_DECODER = msgspec.json.Decoder(ListingPage, float_hook=Decimal)
 PAGE_SLACK = 10  # pages beyond a full listing's: an engine may send shorter pages than asked for
 
 
@@ -74,7 +79,9 @@ class MLEngineClient:
         self.close()
 
     def _request(self, method: str, path: str, *, params: dict | None = None,
-                 json_body: dict | None = None) -> Any:
+                 json_body: dict | None = None, typed: msgspec.json.Decoder | None = None) -> Any:
+        """The decoded body; with ``typed``, the body as that decoder's type where it decodes so,
+        else as plain exact JSON (:func:`~investment_jobs.money.loads_exact`)."""
         import requests
 
         session, base = self._session_and_base()
@@ -93,6 +100,11 @@ class MLEngineClient:
                 raise PermanentEngineError(f"{method} {path}: HTTP {status}: {response.text[:200]}", status)
             if not response.content:
                 return None
+            if typed is not None:
+                try:
+                    return typed.decode(response.content)
+                except msgspec.MsgspecError:  # an item out of the ordinary: plain JSON, every item checked
+                    pass
             try:
                 return loads_exact(response.content)
             except (ValueError, RecursionError) as exc:
@@ -108,8 +120,11 @@ class MLEngineClient:
 
     def iter_daily_performance(self, business_date: date, limit: int, max_pages: int | None = None,
                                extra: dict[str, str] | None = None) -> Iterator[list[Any]]:
-        """Yield the bulk listing of one date, page by page (raw items, Decimal amounts); ``extra``
-        parameters go with every page's request (a shard's account range).
+        """Yield the bulk listing of one date, page by page; ``extra`` parameters go with every
+        page's request (a shard's account range). A page whose items all have contracts.md's JSON
+        types comes as :class:`~investment_jobs.ml_engine.validation.EngineItem` structs (decoded
+        without a dict per item), any other page as plain JSON objects (Decimal amounts);
+        :func:`~investment_jobs.ml_engine.validation.validate_item` takes either.
 
         The listing ends when ``next_cursor`` is null. A cursor seen before (a repeat or a cycle)
         or more than ``max_pages`` pages is the engine's fault, not an end: it raises
@@ -125,7 +140,10 @@ class MLEngineClient:
             params: dict[str, Any] = {"date": business_date.isoformat(), "limit": limit, **(extra or {})}
             if cursor:
                 params["cursor"] = cursor
-            return self._request("GET", "/api/v1/performance/daily", params=params)
+            body = self._request("GET", "/api/v1/performance/daily", params=params, typed=LISTING_PAGE_DECODER)
+            if type(body) is ListingPage:
+                return {"items": body.items, "next_cursor": body.next_cursor}
+            return body
 
         self._session_and_base()  # made here: the hook reads Airflow's connection on the task's thread
         seen: set[str] = set()

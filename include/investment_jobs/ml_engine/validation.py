@@ -203,6 +203,36 @@ def _usual_agent_json(agent_data: Any) -> str | None:
     return text
 
 
+class EngineItem(msgspec.Struct, gc=False):
+    """An item of the bulk listing whose every field has the JSON type contracts.md gives it: what a
+    page decodes into when all its items do (the client's typed decoder), without a dict per item.
+    Its values are still unchecked; anything else on a page makes the page decode as plain JSON.
+    ``gc=False``: a struct of strings, integers and a JSON object is never part of a cycle."""
+
+    account_id: str
+    date: str
+    opening_balance: str
+    closing_balance: str
+    daily_return: str
+    daily_return_percentage: str
+    trades_executed: int
+    winning_trades: int
+    losing_trades: int
+    ml_agent_data: dict[str, Any] | None = None
+
+
+class ListingPage(msgspec.Struct, gc=False):
+    """A page of the bulk listing, its items typed (see :class:`EngineItem`)."""
+
+    items: list[EngineItem]
+    next_cursor: str | None = None
+
+
+def as_sent(raw: Any) -> Any:
+    """The item as a JSON object (what the full checks and a reject's evidence read)."""
+    return msgspec.structs.asdict(raw) if type(raw) is EngineItem else raw
+
+
 def usual_item(raw: Any, day_text: str) -> DailyItem | None:
     """The fast path for an item with nothing unusual about it: the DailyItem that the full checks
     would return, or None when any field is out of the ordinary (then the full checks run and
@@ -211,21 +241,27 @@ def usual_item(raw: Any, day_text: str) -> DailyItem | None:
     if type(raw) is not dict:
         return None
     get = raw.get
-    account_id, day, opening, closing = get("account_id"), get("date"), get("opening_balance"), get("closing_balance")
+    account_id, opening, closing = get("account_id"), get("opening_balance"), get("closing_balance")
     daily_return, pct = get("daily_return"), get("daily_return_percentage")
     trades, winning, losing = get("trades_executed"), get("winning_trades"), get("losing_trades")
-    fields = (account_id, day, opening, closing, daily_return, pct)
-    if not (day == day_text and type(account_id) is str and type(opening) is str and type(closing) is str
+    if not (get("date") == day_text and type(account_id) is str and type(opening) is str and type(closing) is str
             and type(daily_return) is str and type(pct) is str
-            and type(trades) is int and type(winning) is int and type(losing) is int
-            and winning >= 0 and losing >= 0 and winning + losing <= trades <= MAX_COUNT
-            and _USUAL_FIELDS.fullmatch(",".join(fields))):
+            and type(trades) is int and type(winning) is int and type(losing) is int):
+        return None
+    return _usual_fields(account_id, day_text, opening, closing, daily_return, pct, trades, winning, losing,
+                         get("ml_agent_data"))
+
+
+def _usual_fields(account_id: str, day_text: str, opening: str, closing: str, daily_return: str, pct: str,
+                  trades: int, winning: int, losing: int, agent_data: Any) -> DailyItem | None:
+    """:func:`usual_item` once the fields are known to have their JSON types (and the date D's)."""
+    if not (winning >= 0 and losing >= 0 and winning + losing <= trades <= MAX_COUNT
+            and _USUAL_FIELDS.fullmatch(f"{account_id},{day_text},{opening},{closing},{daily_return},{pct}")):
         return None
     opening_value, closing_value, return_value = Decimal(opening), Decimal(closing), Decimal(daily_return)
     pct_value = Decimal(pct)
     if abs(return_value - (closing_value - opening_value)) > RETURN_TOLERANCE or pct_value <= _MINUS_HUNDRED:
         return None
-    agent_data = get("ml_agent_data")
     agent_json = None
     if agent_data is not None:
         agent_json = _usual_agent_json(agent_data)
@@ -239,7 +275,14 @@ def validate_item(raw: Any, business_date: date) -> DailyItem | Rejected:
     """Check one engine item for ``business_date``; collect every problem, not just the first.
 
     The usual item takes :func:`usual_item`'s fast path; anything else gets the full checks."""
-    usual = usual_item(raw, business_date.isoformat())
+    day_text = business_date.isoformat()
+    if type(raw) is EngineItem:  # typed: only the values are left to check
+        usual = None if raw.date != day_text else _usual_fields(
+            raw.account_id, day_text, raw.opening_balance, raw.closing_balance, raw.daily_return,
+            raw.daily_return_percentage, raw.trades_executed, raw.winning_trades, raw.losing_trades,
+            raw.ml_agent_data)
+        return usual if usual is not None else checked_item(as_sent(raw), business_date)
+    usual = usual_item(raw, day_text)
     return usual if usual is not None else checked_item(raw, business_date)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from investment_jobs.config import HttpRetryPolicy
 from investment_jobs.ml_engine.client import MLEngineClient, PermanentEngineError, TransientEngineError
+from investment_jobs.ml_engine.validation import EngineItem
 from investment_jobs_dev.standins.ml_engine_data import demo_account_id
 
 pytestmark = pytest.mark.integration
@@ -29,8 +30,19 @@ def test_pages_until_next_cursor_is_null_with_decimal_amounts(five_accounts: lis
         pages = list(client.iter_daily_performance(DAY, limit=2))
     assert [len(p) for p in pages] == [2, 2, 1]
     items = [i for p in pages for i in p]
-    assert sorted(i["account_id"] for i in items) == sorted(five_accounts)
-    assert all(isinstance(Decimal(i["closing_balance"]), Decimal) for i in items)
+    assert all(type(i) is EngineItem for i in items)  # the usual page: typed, no dict per item
+    assert sorted(i.account_id for i in items) == sorted(five_accounts)
+    assert all(isinstance(Decimal(i.closing_balance), Decimal) for i in items)
+
+
+def test_a_page_with_an_item_out_of_the_ordinary_comes_as_plain_json(engine, five_accounts: list[str]) -> None:  # noqa: ANN001
+    engine.faults(malformed={five_accounts[0]: "missing_field"})
+    with MLEngineClient(policy=FAST) as client:
+        (page,) = list(client.iter_daily_performance(DAY, limit=10))
+    assert all(type(i) is dict for i in page)
+    odd = next(i for i in page if i["account_id"] == five_accounts[0])
+    assert "closing_balance" not in odd
+    assert all(isinstance(i["opening_balance"], str) for i in page)
 
 
 def test_transient_errors_are_retried_with_the_same_request(engine, five_accounts: list[str]) -> None:  # noqa: ANN001

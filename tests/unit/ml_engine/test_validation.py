@@ -5,12 +5,21 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import msgspec
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from investment_jobs.ml_engine.validation import DailyItem, Rejected, checked_item, usual_item, validate_item
-from investment_jobs.money import loads_exact
+from investment_jobs.ml_engine.validation import (
+    DailyItem,
+    EngineItem,
+    Rejected,
+    as_sent,
+    checked_item,
+    usual_item,
+    validate_item,
+)
+from investment_jobs.money import dumps_exact, loads_exact
 
 DAY = date(2026, 1, 5)
 ACCOUNT = "3f2c1a7e-0b5d-4c1e-9a77-2f7e0c6b5d11"
@@ -211,6 +220,40 @@ def test_the_fast_path_agrees_with_the_full_checks(raw: dict) -> None:
         assert [type(v) for v in fast] == [type(v) for v in full]
     assert validate_item(raw, DAY) == (fast if fast is not None else full)
     event("fast path" if fast is not None else "full checks")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(engine_items(), plausible_items()))
+def test_a_typed_page_gives_each_item_the_answer_of_plain_json(raw: dict) -> None:
+    """The client decodes a page into EngineItem structs when every item has contracts.md's JSON
+    types, else as plain JSON: either way each item gets the same DailyItem or the same reject."""
+    from investment_jobs.ml_engine.client import LISTING_PAGE_DECODER
+
+    try:
+        payload = dumps_exact({"items": [raw], "next_cursor": None})
+    except ValueError:  # NaN or Infinity: not JSON, so not a page the typed decoder could take
+        return
+    plain = loads_exact(payload)["items"][0]
+    try:
+        typed = LISTING_PAGE_DECODER.decode(payload).items[0]
+    except msgspec.MsgspecError:
+        event("plain JSON page")
+        return
+    event("typed page")
+    assert validate_item(typed, DAY) == validate_item(plain, DAY)
+    assert as_sent(typed) == {"ml_agent_data": None, **plain}  # a reject's evidence: the item as sent
+
+
+def test_the_usual_item_decodes_typed_and_an_odd_one_plain() -> None:
+    from investment_jobs.ml_engine.client import LISTING_PAGE_DECODER
+
+    usual = dumps_exact({"items": [item()], "next_cursor": "c2"})
+    page = LISTING_PAGE_DECODER.decode(usual)
+    assert type(page.items[0]) is EngineItem and page.next_cursor == "c2"
+    assert validate_item(page.items[0], DAY) == checked_item(item(), DAY)
+    odd = dumps_exact({"items": [item(), item(opening_balance=Decimal("1000.00"))], "next_cursor": None})
+    with pytest.raises(msgspec.ValidationError):  # an amount as a JSON number: the page reads as plain JSON
+        LISTING_PAGE_DECODER.decode(odd)
 
 
 def test_the_fast_path_takes_the_usual_item() -> None:
