@@ -134,17 +134,24 @@ DAY_BEFORE_X = sql.SQL("""
                    AS cumulative_return_percentage
     ) p
 """)
+# D's chain step is investment.twr_step's own formula, its product computed once per row (the
+# OFFSET 0 keeps the planner from folding it back in): inlined, twr_step evaluates its argument
+# four times over, a fifth of this statement at 100k accounts.
 CREATE_READY = """
     CREATE UNLOGGED TABLE {ready} AS
     SELECT x.account_id, s.product_id, %(d)s::date AS date,
            x.opening_balance, x.closing_balance, x.daily_return, x.daily_return_percentage,
            coalesce(p.cumulative_return, 0) + x.daily_return AS cumulative_return,
-           investment.twr_step(coalesce(p.cumulative_return_percentage, 0),
-                               x.daily_return_percentage) AS cumulative_return_percentage,
+           investment.round_half_even_10(step.unrounded) AS cumulative_return_percentage,
            x.trades_executed, x.winning_trades, x.losing_trades, x.ml_agent_data
     FROM {items} x
     JOIN {accounts} s USING (account_id)
     {day_before_x}
+    CROSS JOIN LATERAL (
+        SELECT (100 + coalesce(p.cumulative_return_percentage, 0)) * (100 + x.daily_return_percentage) * 0.01 - 100
+               AS unrounded
+        OFFSET 0
+    ) step
     WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
                       WHERE r.stage = 'match' AND r.account_id = x.account_id::text)
 """
