@@ -120,20 +120,6 @@ REJECT_WHAT_THE_BOOK_CANNOT_TAKE = """
 # ``p``: the stored day before D of the row ``x``, what D's cumulative fields chain from. Usually it
 # is D - 1, one date's rows in one hash join; only an account without a row on D - 1 (a gap, or its
 # first day) looks further back, by its key (the lateral's one-time filter skips it for the rest).
-DAY_BEFORE_X = sql.SQL("""
-    LEFT JOIN investment.daily_performance y ON y.account_id = x.account_id AND y.date = %(d)s::date - 1
-    LEFT JOIN LATERAL (
-        SELECT dp.cumulative_return, dp.cumulative_return_percentage
-        FROM investment.daily_performance dp
-        WHERE y.account_id IS NULL AND dp.account_id = x.account_id AND dp.date < %(d)s
-        ORDER BY dp.date DESC LIMIT 1
-    ) older ON true
-    CROSS JOIN LATERAL (
-        SELECT coalesce(y.cumulative_return, older.cumulative_return) AS cumulative_return,
-               coalesce(y.cumulative_return_percentage, older.cumulative_return_percentage)
-                   AS cumulative_return_percentage
-    ) p
-""")
 # D's chain step is investment.twr_step's own formula, its product computed once per row (the
 # OFFSET 0 keeps the planner from folding it back in): inlined, twr_step evaluates its argument
 # four times over, a fifth of this statement at 100k accounts.
@@ -146,7 +132,18 @@ CREATE_READY = """
            x.trades_executed, x.winning_trades, x.losing_trades, x.ml_agent_data
     FROM {items} x
     JOIN {accounts} s USING (account_id)
-    {day_before_x}
+    LEFT JOIN investment.daily_performance y ON y.account_id = x.account_id AND y.date = %(d)s::date - 1
+    LEFT JOIN LATERAL (
+        SELECT dp.cumulative_return, dp.cumulative_return_percentage
+        FROM investment.daily_performance dp
+        WHERE y.account_id IS NULL AND dp.account_id = x.account_id AND dp.date < %(d)s
+        ORDER BY dp.date DESC LIMIT 1
+    ) older ON true
+    CROSS JOIN LATERAL (
+        SELECT coalesce(y.cumulative_return, older.cumulative_return) AS cumulative_return,
+               coalesce(y.cumulative_return_percentage, older.cumulative_return_percentage)
+                   AS cumulative_return_percentage
+    ) p
     CROSS JOIN LATERAL (
         SELECT (100 + coalesce(p.cumulative_return_percentage, 0)) * (100 + x.daily_return_percentage) * 0.01 - 100
                AS unrounded
@@ -226,8 +223,8 @@ COUNT_STORED_REJECTS = """
 """
 ENSURE_PARTITION = "SELECT investment.ensure_daily_partition(%(d)s)"  # D's month (migration 0012)
 
-# Days after D are a range on the date index: empty in the usual forward run. D's row as stored is
-# its staged copy (store_day writes one and reads the other under the same lock).
+# Days after D are a range on the date index: empty in the usual forward run. D's rows are read from
+# the staged copy, which is what store_day stored (it writes one and reads the other under one lock).
 UPDATE_ACCOUNTS = """
     WITH later AS (
         SELECT DISTINCT ON (dp.account_id) dp.account_id, dp.cumulative_return_percentage
@@ -245,10 +242,9 @@ UPDATE_ACCOUNTS = """
     ), target AS (
         SELECT r.account_id,
                l.account_id IS NULL AS d_is_newest,
-               d.closing_balance - coalesce(s.net_out, 0) AS balance,
-               coalesce(l.cumulative_return_percentage, d.cumulative_return_percentage) AS twr
+               r.closing_balance - coalesce(s.net_out, 0) AS balance,
+               coalesce(l.cumulative_return_percentage, r.cumulative_return_percentage) AS twr
         FROM {ready} r
-        CROSS JOIN LATERAL (SELECT r.closing_balance, r.cumulative_return_percentage) d
         LEFT JOIN later l ON l.account_id = r.account_id
         LEFT JOIN settled_after s ON s.account_id = r.account_id
     )
@@ -433,7 +429,7 @@ def store_day(conn: psycopg.Connection, run: RunReference, timezone: str) -> dic
         tables.execute(conn, DROP_READY)
         tables.execute(conn, FORGET_MATCH_REJECTS)
         tables.execute(conn, REJECT_WHAT_THE_BOOK_CANNOT_TAKE, params)
-        tables.execute(conn, CREATE_READY, params, day_before_x=DAY_BEFORE_X)
+        tables.execute(conn, CREATE_READY, params)
         ready = tables.count(conn, "ready")
         conn.execute(FORGET_STORED_REJECTS, params)
         tables.execute(conn, STORE_REJECTS, params)
