@@ -1053,7 +1053,14 @@ dicts set off collections, and each full one walked every object of the worker p
 frees them either way (the floors get the same pause). A page whose items all have contracts.md's
 JSON types decodes into typed structs (msgspec) rather than a dict per item; any other page reads
 as plain JSON and every item gets the full checks. Matching, chaining, the upsert and the accounts
-were three tasks and are one (`store_day`): two task hand-offs fewer per date.
+were three tasks and are one (`store_day`): two task hand-offs fewer per date. `store_day` opens a
+second connection that works on the database's other core beside D's transaction, on what reads
+only the run's staging tables: the match rejects, D's fund-view sums of the rows it takes (which
+are D's stored rows when D had none before; a rerun sums D's stored rows in its transaction as
+before), and the summary's missing accounts and totals, so `summarise` no longer reads staging.
+D's transaction waits for each where it needs it. The staging items are typed as the columns they
+feed, so the pull's COPY does the numeric coercion that D's insert did, and their ANALYZE samples
+3,000 rows, not 30,000.
 Where the job's time goes, step by step and statement by
 statement, without Airflow: `python -m bench.profile_daily 100000` (with `PROFILE_STATEMENTS=1`,
 every statement over 30 ms; with `--cprofile pull`, the Python profile of a step).
@@ -1158,8 +1165,10 @@ What the page reads and what keeping it costs the jobs. The monthly benchmark's 
 is grown to a year of raw `daily_performance`: {fv['raw_daily_rows']:,} rows over
 {fv['stored_days']} dates ({fv['raw_table_gib']:.1f} GiB with its indexes; each date before
 January 2026 repeats a January day's rows, bulk-loaded in {fv['load_seconds']} s, untimed). The
-summaries of a business date are recomputed from that date's rows inside `store_day`'s transaction
-(`refresh_book_day`): measured once per stored day of January while 31 days were stored, and on
+summaries of a business date are written inside `store_day`'s transaction: for a date stored for
+the first time, summed from the rows it takes on `store_day`'s second connection, beside the
+transaction; for a rerun, recomputed from that date's stored rows (`refresh_book_day`). The figures
+are `refresh_book_day`'s, the rerun's cost and the larger: measured once per stored day of January while 31 days were stored, and on
 11 dates a month apart once the year was. Each section's data is then read 30 times over the
 year: {fv['book_daily_rows']:,} `book_daily` rows (a summary holds one row per product and date,
 whatever the number of accounts); the account section reads one account's 365 raw rows by its key.

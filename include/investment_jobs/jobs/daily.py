@@ -5,13 +5,16 @@ Steps (each one DAG task, each one database transaction, each safe to retry):
 1. ``snapshot_active_accounts``  accounts active on D (contracts.md) into a staging table.
 2. ``pull_performance``          page the engine's bulk listing for D; validate each item in
                                  Decimal; COPY good items and rejects into staging tables.
-3. ``store_day``                 under a lock shared by all dates, in one transaction: reject
-                                 unknown/inactive/duplicate accounts (set-based); chain D from
-                                 the stored day before it; upsert D's rows and this run's rejects;
-                                 chain the stored days after D again; then the accounts:
-                                 current_balance only where D is the newest stored day (net of
-                                 withdrawals settled after D), total_return_percentage from the
-                                 newest stored day.
+3. ``store_day``                 under a lock shared by all dates, in one transaction: chain D
+                                 from the stored day before it, leaving out unknown, inactive
+                                 and duplicated accounts; upsert D's rows and this run's
+                                 rejects; chain the stored days after D again; then the
+                                 accounts: current_balance only where D is the newest stored
+                                 day (net of withdrawals settled after D),
+                                 total_return_percentage from the newest stored day. A second
+                                 connection meanwhile writes the items left out as rejects and
+                                 sums what is taken (D's book rows, the missing accounts, the
+                                 totals), from staging alone.
 4. ``summarise``                 one JSON line; fail when rejects exceed the tolerance.
 5. ``drop_staging``              teardown.
 
