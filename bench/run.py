@@ -966,6 +966,8 @@ def write_markdown(results: dict) -> None:
     tasks = sorted(big["tasks"])
     task_rows = "\n".join(f"| {t} | {small['tasks'].get(t, 0):.2f} | {big['tasks'].get(t, 0):.2f} |"
                           for t in tasks)
+    # A change to the code after the run (said in results.json, dropped by the next make bench run)
+    code_note = f"\n**Code since this run.** {results['code_note']}\n" if results.get("code_note") else ""
     again = results["monthly_distribution"]["100000"].get("measured_again_at")  # a stage measured on its own
     month_again = (f"\n\nMeasured again on its own {again} {measured_again_why(results)} (the rest "
                    "of this file is the earlier run's).") if again else ""
@@ -978,7 +980,7 @@ sessions run on differ in speed by up to 2× (the original's loop and the floor 
 compare each figure with its baseline from the same run, not with an earlier run's absolute time.
 
 ## daily_performance — one business date ({d['business_date']})
-
+{code_note}
 The ML engine stand-in runs as its own process with the date's pages rendered before timing.
 Each size runs in a fresh process: `dag.test()` for the previous day first (untimed: it stores
 the previous day, the steady state, and pays Airflow's one-time in-process start-up, about 3 s,
@@ -1053,12 +1055,8 @@ dicts set off collections, and each full one walked every object of the worker p
 frees them either way (the floors get the same pause). A page whose items all have contracts.md's
 JSON types decodes into typed structs (msgspec) rather than a dict per item; any other page reads
 as plain JSON and every item gets the full checks. Matching, chaining, the upsert and the accounts
-were three tasks and are one (`store_day`): two task hand-offs fewer per date. `store_day` opens a
-second connection that works on the database's other core beside D's transaction, on what reads
-only the run's staging tables: the match rejects, D's fund-view sums of the rows it takes (which
-are D's stored rows when D had none before; a rerun sums D's stored rows in its transaction as
-before), and the summary's missing accounts and totals, so `summarise` no longer reads staging.
-D's transaction waits for each where it needs it. The staging items are typed as the columns they
+were three tasks and are one (`store_day`): two task hand-offs fewer per date.
+The staging items are typed as the columns they
 feed, so the pull's COPY does the numeric coercion that D's insert did, and their ANALYZE samples
 3,000 rows, not 30,000.
 Where the job's time goes, step by step and statement by
@@ -1165,10 +1163,8 @@ What the page reads and what keeping it costs the jobs. The monthly benchmark's 
 is grown to a year of raw `daily_performance`: {fv['raw_daily_rows']:,} rows over
 {fv['stored_days']} dates ({fv['raw_table_gib']:.1f} GiB with its indexes; each date before
 January 2026 repeats a January day's rows, bulk-loaded in {fv['load_seconds']} s, untimed). The
-summaries of a business date are written inside `store_day`'s transaction: for a date stored for
-the first time, summed from the rows it takes on `store_day`'s second connection, beside the
-transaction; for a rerun, recomputed from that date's stored rows (`refresh_book_day`). The figures
-are `refresh_book_day`'s, the rerun's cost and the larger: measured once per stored day of January while 31 days were stored, and on
+summaries of a business date are recomputed from that date's rows inside `store_day`'s transaction
+(`refresh_book_day`): measured once per stored day of January while 31 days were stored, and on
 11 dates a month apart once the year was. Each section's data is then read 30 times over the
 year: {fv['book_daily_rows']:,} `book_daily` rows (a summary holds one row per product and date,
 whatever the number of accounts); the account section reads one account's 365 raw rows by its key.

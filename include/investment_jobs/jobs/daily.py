@@ -5,16 +5,13 @@ Steps (each one DAG task, each one database transaction, each safe to retry):
 1. ``snapshot_active_accounts``  accounts active on D (contracts.md) into a staging table.
 2. ``pull_performance``          page the engine's bulk listing for D; validate each item in
                                  Decimal; COPY good items and rejects into staging tables.
-3. ``store_day``                 under a lock shared by all dates, in one transaction: chain D
-                                 from the stored day before it, leaving out unknown, inactive
-                                 and duplicated accounts; upsert D's rows and this run's
-                                 rejects; chain the stored days after D again; then the
-                                 accounts: current_balance only where D is the newest stored
-                                 day (net of withdrawals settled after D),
-                                 total_return_percentage from the newest stored day. A second
-                                 connection meanwhile writes the items left out as rejects and
-                                 sums what is taken (D's book rows, the missing accounts, the
-                                 totals), from staging alone.
+3. ``store_day``                 under a lock shared by all dates, in one transaction: reject
+                                 unknown/inactive/duplicate accounts (set-based); chain D from
+                                 the stored day before it; upsert D's rows and this run's rejects;
+                                 chain the stored days after D again; then the accounts:
+                                 current_balance only where D is the newest stored day (net of
+                                 withdrawals settled after D), total_return_percentage from the
+                                 newest stored day.
 4. ``summarise``                 one JSON line; fail when rejects exceed the tolerance.
 5. ``drop_staging``              teardown.
 
@@ -26,7 +23,6 @@ same rows, rounded to 10 decimals half-even at each step (``investment.twr_step`
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -40,13 +36,7 @@ from investment_jobs.ml_engine.client import page_limit
 from investment_jobs.ml_engine.shards import AccountRange
 from investment_jobs.ml_engine.validation import DailyItem, Rejected, as_sent, validate_item
 from investment_jobs.money import dumps_lenient
-from investment_jobs.views.summaries import (
-    BOOK_COLUMNS,
-    book_day,
-    record_run_quality,
-    refresh_book_day,
-    replace_book_day,
-)
+from investment_jobs.views.summaries import record_run_quality, refresh_book_day
 
 if TYPE_CHECKING:
     import psycopg
@@ -54,7 +44,7 @@ if TYPE_CHECKING:
     from investment_jobs.ml_engine.client import MLEngineClient
 
 JOB = "dp"
-ROLES = ("accounts", "items", "rejects", "ready", "book")
+ROLES = ("accounts", "items", "rejects", "ready")
 CHAIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('investment.daily_performance chain'))"
 WHOLE_LISTING = AccountRange()  # one shard: the listing as contracts.md has it
 
@@ -130,9 +120,6 @@ REJECT_WHAT_THE_BOOK_CANNOT_TAKE = """
     LEFT JOIN investment.accounts a ON a.id = i.account_id
     WHERE d.n IS NOT NULL OR s.account_id IS NULL
 """
-# D's rows: the items of accounts active on D (the inner join with the snapshot), but none of an
-# account with more than one (``twice``): the match rejects, which store_day's second connection
-# writes meanwhile, are every other item.
 # ``p``: the stored day before D of the row ``x``, what D's cumulative fields chain from. Usually it
 # is D - 1, one date's rows in one hash join; only an account without a row on D - 1 (a gap, or its
 # first day) looks further back, by its key (the lateral's one-time filter skips it for the rest).
@@ -165,23 +152,9 @@ CREATE_READY = """
                AS unrounded
         OFFSET 0
     ) step
-    LEFT JOIN (SELECT account_id FROM {items} GROUP BY 1 HAVING count(*) > 1) twice ON twice.account_id = x.account_id
-    WHERE twice.account_id IS NULL
+    WHERE NOT EXISTS (SELECT 1 FROM {rejects} r
+                      WHERE r.stage = 'match' AND r.account_id = x.account_id::text)
 """
-# What store_day's second connection does meanwhile reads only the run's staging tables (and the
-# accounts and products), never a daily row: the same whatever other dates store. TAKEN_ROWS are
-# the rows CREATE_READY takes (its items and accounts, without the match rejects), less the chain
-# that only D's transaction can compute; STAGE_BOOK sums them as book_daily would sum D's stored
-# rows, which they are when D had none stored before.
-TAKEN_ROWS = """
-    SELECT %(d)s::date AS date, x.account_id, s.product_id, x.opening_balance, x.closing_balance, x.daily_return,
-           x.daily_return_percentage, x.trades_executed, x.winning_trades, x.losing_trades
-    FROM {items} x JOIN {accounts} s USING (account_id)
-    WHERE NOT EXISTS (SELECT 1 FROM {rejects} r WHERE r.stage = 'match' AND r.account_id = x.account_id::text)
-"""
-DROP_BOOK = "DROP TABLE IF EXISTS {book}"
-CREATE_BOOK = f"CREATE UNLOGGED TABLE {{book}} AS SELECT {BOOK_COLUMNS} FROM investment.book_daily WITH NO DATA"  # noqa: S608 - constants
-STAGE_BOOK = book_day(TAKEN_ROWS, "{book}")
 FORGET_STORED_REJECTS = "DELETE FROM investment.daily_performance_rejects WHERE run_id = %(run)s AND date = %(d)s"
 STORE_REJECTS = """
     INSERT INTO investment.daily_performance_rejects (run_id, date, account_id, reason, item)
@@ -319,8 +292,9 @@ DRIFTED_DISTRIBUTIONS = """
     ORDER BY 1
 """
 TOTALS_BY_CURRENCY = """
-    SELECT currency, sum(accounts), sum(daily_return), sum(closing_balance)
-    FROM {book} GROUP BY currency ORDER BY currency
+    SELECT p.currency, count(*), sum(r.daily_return), sum(r.closing_balance)
+    FROM {ready} r JOIN investment.products p ON p.id = r.product_id
+    GROUP BY p.currency ORDER BY p.currency
 """
 
 
@@ -432,8 +406,7 @@ def _copy_items(conn: psycopg.Connection, cur: psycopg.Cursor, statement: sql.Co
 
 
 # --- 3. store -----------------------------------------------------------------------------------
-def store_day(conn: psycopg.Connection, run: RunReference, timezone: str,
-              connect_aside: Callable[[], psycopg.Connection] | None = None) -> dict[str, Any]:
+def store_day(conn: psycopg.Connection, run: RunReference, timezone: str) -> dict[str, int]:
     """Match, chain and write D, then bring the accounts up to it: one transaction, under the lock
     every date's writer holds (CHAIN_LOCK).
 
@@ -451,92 +424,38 @@ def store_day(conn: psycopg.Connection, run: RunReference, timezone: str,
     rerun of D after it must not give the money back; the engine's closing for D+1 includes it, so
     the next day nets nothing. total_return_percentage follows the newest stored day, whose chain
     D may just have changed.
-
-    A second connection (``connect_aside``, by default another investment_db connection) works on
-    the database's other core meanwhile, on what needs only the run's staging tables: the match
-    rejects, then D's book sums, the missing accounts and the totals for the summary. D's
-    transaction waits for each where it needs it, and fails if it failed.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    if connect_aside is None:
-        from investment_jobs.db.connect import connect as connect_aside
     tables = staging(run)
     params = _params(run, tz=timezone)
-    aside_conn: list[psycopg.Connection] = []  # opened in the aside's thread, while D's takes the lock
-
-    def open_and_analyse() -> None:
-        aside_conn.append(connect_aside())
-        _analyse_items(aside_conn[0], tables)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="store_day-aside") as aside:
-        analysed = aside.submit(open_and_analyse)
-        matched = aside.submit(lambda: _reject_what_the_book_cannot_take(aside_conn[0], tables, params))
-        found = aside.submit(lambda: _sum_what_is_taken(aside_conn[0], tables, params))
-        found.add_done_callback(lambda _: aside_conn and aside_conn[0].close())
-        with conn.transaction():
-            conn.execute(CHAIN_LOCK)
-            tables.execute(conn, DROP_READY)
-            conn.execute(FORGET_STORED_REJECTS, params)
-            conn.execute(ENSURE_PARTITION, params)
-            stored_before = conn.execute(D_IS_STORED, params).fetchone()[0]
-            analysed.result()  # the plans below need every shard's items counted
-            tables.execute(conn, CREATE_READY, params)
-            ready = tables.count(conn, "ready")
-            matched.result()  # the match rejects are in
-            tables.execute(conn, STORE_REJECTS, params)
-            upserted = tables.execute(conn, UPSERT_DAY if stored_before else INSERT_DAY).rowcount
-            later = tables.execute(conn, CHAIN_LATER_DAYS_AGAIN, params).rowcount
-            rejects = conn.execute(COUNT_STORED_REJECTS, params).fetchone()[0]
-            summary = found.result()
-            # The fund view's sums of D, in D's transaction: the aside's when D's rows are exactly the
-            # ones just taken; after a rerun, from every row D has stored (one the rerun lacks stays).
-            if stored_before:
-                refresh_book_day(conn, run.business_date)
-            else:
-                replace_book_day(conn, run.business_date, tables.table("book"))
-            updated = tables.execute(conn, UPDATE_ACCOUNTS, params).rowcount
-    return {"ready": ready, "upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
-            "accounts_updated": updated, **summary}
-
-
-def _analyse_items(conn: psycopg.Connection, tables: Staging) -> None:
-    """Every shard's items are in: their row count and key for the plans of both connections."""
     with conn.transaction():
-        tables.execute(conn, ANALYZE_ITEMS)
-
-
-def _reject_what_the_book_cannot_take(conn: psycopg.Connection, tables: Staging, params: dict[str, Any]) -> None:
-    """The match rejects: items of unknown or inactive accounts, and every item of an account the
-    engine sent more than one for (CREATE_READY takes the others)."""
-    with conn.transaction():
-        tables.execute(conn, FORGET_MATCH_REJECTS)  # a retry starts afresh
+        conn.execute(CHAIN_LOCK)
+        tables.execute(conn, ANALYZE_ITEMS)  # every shard's items are in
+        tables.execute(conn, DROP_READY)
+        tables.execute(conn, FORGET_MATCH_REJECTS)
         tables.execute(conn, REJECT_WHAT_THE_BOOK_CANNOT_TAKE, params)
-
-
-def _sum_what_is_taken(conn: psycopg.Connection, tables: Staging, params: dict[str, Any]) -> dict[str, Any]:
-    """D's book sums of the rows taken (``{book}``), and what the summary reports of the run: the
-    accounts active on D that the engine sent nothing for, and the totals by currency."""
-    with conn.transaction():
-        tables.execute(conn, DROP_BOOK)
-        tables.execute(conn, CREATE_BOOK)
-        tables.execute(conn, STAGE_BOOK, params)
-        missing = [row[0] for row in tables.execute(conn, MISSING_ACCOUNTS).fetchall()]
-        totals = tables.execute(conn, TOTALS_BY_CURRENCY).fetchall()
-    return {
-        "missing_count": len(missing),
-        "missing_account_ids": missing[:SUMMARY_ID_LIMIT],
-        "totals_by_currency": {cur: {"accounts": int(n), "daily_return": str(ret), "closing_balance": str(bal)}
-                               for cur, n, ret, bal in totals},
-    }
+        tables.execute(conn, CREATE_READY, params)
+        ready = tables.count(conn, "ready")
+        conn.execute(FORGET_STORED_REJECTS, params)
+        tables.execute(conn, STORE_REJECTS, params)
+        conn.execute(ENSURE_PARTITION, params)
+        stored_before = conn.execute(D_IS_STORED, params).fetchone()[0]
+        upserted = tables.execute(conn, UPSERT_DAY if stored_before else INSERT_DAY).rowcount
+        later = tables.execute(conn, CHAIN_LATER_DAYS_AGAIN, params).rowcount
+        rejects = conn.execute(COUNT_STORED_REJECTS, params).fetchone()[0]
+        refresh_book_day(conn, run.business_date)  # the fund view's sums of D, in D's transaction
+        updated = tables.execute(conn, UPDATE_ACCOUNTS, params).rowcount
+    return {"ready": ready, "upserted": upserted, "later_days_rechained": later, "rejected": int(rejects),
+            "accounts_updated": updated}
 
 
 # --- 6. summary --------------------------------------------------------------------------------
 def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any], tolerance: int
               ) -> dict[str, Any]:
-    """The run's summary: processed, missing, rejected, totals (``counts``: the pulls' and store_day's)."""
+    """The run's summary: processed, missing, rejected, totals."""
     tables = staging(run)
+    missing = tables.execute(conn, MISSING_ACCOUNTS).fetchall()
     rejects = conn.execute(STORED_REJECTS, _params(run)).fetchall()
+    totals = tables.execute(conn, TOTALS_BY_CURRENCY).fetchall()
     period = Period.of(run.business_date)
     drifted = [r[0] for r in tables.execute(conn, DRIFTED_DISTRIBUTIONS, {
         "period": period.key, "start": period.first_day, "end": period.last_day}).fetchall()]
@@ -545,7 +464,7 @@ def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any
     for _, reason in rejects:
         by_reason[reason] = by_reason.get(reason, 0) + 1
     record_run_quality(conn, "daily_performance", run.key, run.run_id, active=counts.get("active_accounts"),
-                       stored=counts.get("ready"), missing=counts["missing_count"], rejected_by_reason=by_reason)
+                       stored=counts.get("ready"), missing=len(missing), rejected_by_reason=by_reason)
     return {
         "job_name": "daily_performance",
         "business_date": run.key,
@@ -558,15 +477,18 @@ def summarise(conn: psycopg.Connection, run: RunReference, counts: dict[str, Any
         "rows_changed": counts.get("upserted"),
         "later_days_rechained": counts.get("later_days_rechained"),
         "accounts_updated": counts.get("accounts_updated"),
-        "missing_count": counts["missing_count"],
-        "missing_account_ids": counts["missing_account_ids"],
+        "missing_count": len(missing),
+        "missing_account_ids": [m[0] for m in missing[:SUMMARY_ID_LIMIT]],
         "rejected_count": len(rejects),
         "error_count": len(rejects),
         "rejected": [{"account_id": a, "reason": r} for a, r in rejects[:SUMMARY_ID_LIMIT]],
         "reject_tolerance": tolerance,
         "distribution_drift": {"period": period.key, "count": len(drifted),
                                "account_ids": drifted[:SUMMARY_ID_LIMIT]},
-        "totals_by_currency": counts["totals_by_currency"],
+        "totals_by_currency": {
+            cur: {"accounts": n, "daily_return": str(ret), "closing_balance": str(bal)}
+            for cur, n, ret, bal in totals
+        },
     }
 
 

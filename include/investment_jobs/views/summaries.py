@@ -13,28 +13,21 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg import sql
 
 # Buckets of the accounts' daily returns, in percent: width_bucket's edges (bucket 0 is below the
 # first edge, bucket len(edges) at or above the last).
 RETURN_BUCKET_EDGES = ("-5", "-2", "-1", "-0.5", "0", "0.5", "1", "2", "5")
 RANKED = 5  # best and worst accounts kept per product and date
 EDGES = ", ".join(RETURN_BUCKET_EDGES)
-BOOK_COLUMNS = ("product_id, date, currency, accounts, opening_balance, closing_balance, daily_return, "
-                "trades_executed, winning_trades, losing_trades, return_buckets, best, worst")
 ITEM = ("jsonb_build_object('account_id', account_id, 'daily_return_percentage', pct::text, "
         "'daily_return', daily_return::text)")
 
-# D's stored rows, the columns the book's sums read. Any other source of the same rows (the rows a
-# run is about to store: jobs/daily.py) must have these columns, named so.
-STORED_DAY_ROWS = """
-    SELECT date, account_id, product_id, opening_balance, closing_balance, daily_return, daily_return_percentage,
-           trades_executed, winning_trades, losing_trades
-    FROM investment.daily_performance WHERE date = %(day)s
-"""
-BOOK_DAILY = "investment.book_daily"
-BOOK_DAY_TEMPLATE = f"""
-    WITH day AS MATERIALIZED ({{day_rows}}), per_bucket AS (  -- one pass: the sums and the histogram together
+BOOK_DAY = f"""
+    WITH day AS MATERIALIZED (
+        SELECT date, account_id, product_id, opening_balance, closing_balance, daily_return, daily_return_percentage,
+               trades_executed, winning_trades, losing_trades
+        FROM investment.daily_performance WHERE date = %(day)s
+    ), per_bucket AS (  -- one pass: the sums and the histogram together
         SELECT product_id, date, width_bucket(daily_return_percentage, ARRAY[{EDGES}]::numeric[]) AS bucket,
                count(*) AS accounts, sum(opening_balance) AS opening_balance, sum(closing_balance) AS closing_balance,
                sum(daily_return) AS daily_return, sum(trades_executed) AS trades_executed,
@@ -59,20 +52,12 @@ BOOK_DAY_TEMPLATE = f"""
                       ORDER BY daily_return_percentage, account_id LIMIT {RANKED}) bottom) AS worst
         FROM totals t
     )
-    INSERT INTO {{target}} ({BOOK_COLUMNS})
+    INSERT INTO investment.book_daily (product_id, date, currency, accounts, opening_balance, closing_balance,
+        daily_return, trades_executed, winning_trades, losing_trades, return_buckets, best, worst)
     SELECT t.product_id, t.date, p.currency, t.accounts, t.opening_balance, t.closing_balance, t.daily_return,
            t.trades_executed, t.winning_trades, t.losing_trades, t.return_buckets, e.best, e.worst
     FROM totals t JOIN investment.products p ON p.id = t.product_id JOIN extremes e USING (product_id, date)
 """  # noqa: S608 - constants of this module
-
-
-def book_day(day_rows: str = STORED_DAY_ROWS, target: str = BOOK_DAILY) -> str:
-    """The statement that writes D's book rows into ``target``, summing ``day_rows`` (SQL text, the
-    columns of :data:`STORED_DAY_ROWS`; both constants of the caller's, never input)."""
-    return BOOK_DAY_TEMPLATE.replace("{day_rows}", day_rows).replace("{target}", target)
-
-
-BOOK_DAY = book_day()
 
 
 def _lock(conn: psycopg.Connection, name: str) -> None:
@@ -94,17 +79,6 @@ def refresh_book_days(conn: psycopg.Connection, days: list[date]) -> int:
         conn.execute("DELETE FROM investment.book_daily WHERE date = %s", (day,))
         written += conn.execute(BOOK_DAY, {"day": day}).rowcount
     return written
-
-
-def replace_book_day(conn: psycopg.Connection, day: date, staged: sql.Composable) -> int:
-    """D's ``book_daily`` rows from ``staged``, a table of the same columns that :func:`book_day`
-    filled from exactly the rows D now has stored (inside the caller's transaction)."""
-    from psycopg import sql
-
-    _lock(conn, f"book_daily:{day.isoformat()}")
-    conn.execute("DELETE FROM investment.book_daily WHERE date = %s", (day,))
-    return conn.execute(sql.SQL(f"INSERT INTO investment.book_daily ({BOOK_COLUMNS}) "  # noqa: S608
-                                f"SELECT {BOOK_COLUMNS} FROM {{}} WHERE date = %s").format(staged), (day,)).rowcount
 
 
 PERIOD = """

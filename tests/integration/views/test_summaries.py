@@ -150,9 +150,8 @@ def test_a_withdrawal_completed_before_requests_had_a_currency_is_summarised_in_
 
 
 def test_a_first_store_with_rejects_sums_only_the_rows_it_stored(book, engine) -> None:  # noqa: ANN001
-    """store_day's second connection sums D's book rows, the totals and the missing accounts from
-    the items it takes, while D's transaction writes them: with an unknown account, a duplicated
-    one, a malformed item and a silent one among them, they are what D's stored rows give."""
+    """D's book rows, the summary's totals and its missing accounts, with an unknown account, a
+    duplicated one, a malformed item and a silent one among the engine's: what D's stored rows give."""
     day = MONTH[4]
     active = sorted(r[0] for r in book.query(
         """SELECT id::text FROM investment.accounts WHERE status <> 'suspended' AND opened_at::date <= %s
@@ -173,27 +172,3 @@ def test_a_first_store_with_rejects_sums_only_the_rows_it_stored(book, engine) -
     assert sum(n for _, n, _, _ in stored) == summary["processed"] == len(active) - 3
     assert summary["missing_account_ids"] == [silent] and summary["missing_count"] == 1
     assert summary["rejected_count"] == 4  # the malformed one, the unknown one, the duplicate's two
-
-
-def test_store_day_writes_nothing_when_its_second_connection_fails(book, engine) -> None:  # noqa: ANN001
-    from investment_jobs.db.connect import connect
-    from investment_jobs.jobs import daily
-    from investment_jobs.ml_engine.client import MLEngineClient
-
-    day = MONTH[2]
-    run = daily.reference_for(day, "aside-fails")
-
-    def refused() -> psycopg.Connection:
-        raise psycopg.OperationalError("connection refused (test)")
-
-    with connect() as conn, MLEngineClient() as client:
-        daily.snapshot_active_accounts(conn, run, "UTC")
-        daily.pull_performance(conn, client, run, 7)
-        with pytest.raises(psycopg.OperationalError, match="connection refused"):
-            daily.store_day(conn, run, "UTC", connect_aside=refused)
-        assert book.query("SELECT count(*) FROM investment.daily_performance")[0][0] == 0
-        assert book.query("SELECT count(*) FROM investment.book_daily")[0][0] == 0
-        stored = daily.store_day(conn, run, "UTC")  # the retry: the same as a first run
-        daily.drop_staging(conn, run)
-    assert stored["upserted"] == book.query("SELECT count(*) FROM investment.daily_performance")[0][0] > 0
-    assert summaries(book.dsn) == recomputed(book.dsn)
