@@ -1055,10 +1055,9 @@ dicts set off collections, and each full one walked every object of the worker p
 frees them either way (the floors get the same pause). A page whose items all have contracts.md's
 JSON types decodes into typed structs (msgspec) rather than a dict per item; any other page reads
 as plain JSON and every item gets the full checks. Matching, chaining, the upsert and the accounts
-were three tasks and are one (`store_day`): two task hand-offs fewer per date.
-The staging items are typed as the columns they
-feed, so the pull's COPY does the numeric coercion that D's insert did, and their ANALYZE samples
-3,000 rows, not 30,000.
+were three tasks and are one (`store_day`): two task hand-offs fewer per date. The staging items
+are typed as the columns they feed, so the pull's COPY does the numeric coercion that D's insert
+did, and their ANALYZE samples 3,000 rows, not 30,000.
 Where the job's time goes, step by step and statement by
 statement, without Airflow: `python -m bench.profile_daily 100000` (with `PROFILE_STATEMENTS=1`,
 every statement over 30 ms; with `--cprofile pull`, the Python profile of a step).

@@ -94,7 +94,7 @@ COPY_ITEMS = """COPY {part} (account_id, opening_balance, closing_balance, daily
 COPY_REJECTS = "COPY {rejects} (account_id, reason, item, shard) FROM STDIN"
 ANALYZE_ITEMS = "ANALYZE {items} (account_id)"  # the joins' column (and the row count): not the jsonb
 # 3,000 sampled rows instead of 30,000: the joins need the row count and that account_id is unique
-# (a sample with no repeat says so), not its histogram. A fifth of the ANALYZE at 100k accounts.
+# (a sample with no repeat says so), not its histogram. Half the ANALYZE at 100k accounts.
 ITEMS_SAMPLE = "ALTER TABLE {items} ALTER COLUMN account_id SET STATISTICS 10"
 
 DROP_READY = "DROP TABLE IF EXISTS {ready}"
