@@ -1079,6 +1079,10 @@ Per task (s): {', '.join(f"{k} {v:.2f}" for k, v in sorted(results['monthly_dist
 `distribute` writes the month in one statement; migration 0014 checks the references of its
 distributions and ledger rows once per statement instead of four foreign keys row by row (1.1 s
 of that statement at 100k accounts, measured without Airflow: the step went from 3.8 to 2.7 s).
+Migration 0016 keeps the check of a transaction's distribution a probe by key per row, the plan the
+planner chose anyway (1.9–2.0 s either way for 770k rows at 1M): after a rolled-back month, vacuum
+can leave `distributions` looking empty, and the flattened check then compared each new
+transaction with the whole table (24k rows: 9.8 s; at 1M it did not finish in 7 minutes).
 `assess_accounts` aggregates the month's rows into count, first and last day and the sum of the
 returns only, and takes the first day's opening and the last day's closing from two dates' rows
 (P's first and last day, each in one hash join; an account whose first or last stored day is
