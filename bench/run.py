@@ -1083,6 +1083,9 @@ Migration 0016 keeps the check of a transaction's distribution a probe by key pe
 planner chose anyway (1.9–2.0 s either way for 770k rows at 1M): after a rolled-back month, vacuum
 can leave `distributions` looking empty, and the flattened check then compared each new
 transaction with the whole table (24k rows: 9.8 s; at 1M it did not finish in 7 minutes).
+Migration 0017 checks a distribution's `transaction_id` in the same statement trigger instead of
+a foreign key deferred to commit: at 1M, the trigger went from 2.3 to 4.8 s and the commit from
+5.4–7.2 s to nothing (measured without Airflow, EXPLAIN ANALYZE's trigger times).
 `assess_accounts` aggregates the month's rows into count, first and last day and the sum of the
 returns only, and takes the first day's opening and the last day's closing from two dates' rows
 (P's first and last day, each in one hash join; an account whose first or last stored day is

@@ -1,5 +1,5 @@
-"""The references of distributions and transactions, checked per statement (migration 0014): what
-their foreign keys refused is still refused, from both sides, with the same error class."""
+"""The references of distributions and transactions, checked per statement (migrations 0014, 0016,
+0017): what their foreign keys refused is still refused, from both sides, with the same error class."""
 
 from __future__ import annotations
 
@@ -40,7 +40,12 @@ def distributed(book: Book) -> tuple[Book, str, str, str, str]:
      "distributions names account"),
     ("UPDATE investment.distributions SET product_id = %s WHERE id = %s", ("unknown", "distribution"),
      "distributions names product"),
+    ("UPDATE investment.distributions SET transaction_id = %s WHERE id = %s", ("unknown", "distribution"),
+     "distributions names transaction .*, which does not exist"),
     ("DELETE FROM investment.distributions WHERE id = %s", ("distribution",), "distribution .* has transactions"),
+    ("DELETE FROM investment.transactions WHERE id = %s", ("transaction",), "transaction .* is named by a distribution"),
+    ("UPDATE investment.transactions SET id = %s WHERE id = %s", ("unknown", "transaction"),
+     "transaction .* is named by a distribution"),
     ("UPDATE investment.accounts SET id = %s WHERE id = %s", ("unknown", "account"), "account .* has"),
 ])
 def test_a_statement_naming_what_does_not_exist_is_refused(distributed, statement: str, args: tuple,
@@ -109,13 +114,17 @@ def test_a_month_retried_after_a_rollback_is_checked_key_by_key(book: Book) -> N
         # The retry: the distributions are back, and their transactions are about to be checked.
         conn.execute(months, (account,))
         conn.execute("""CREATE TEMP TABLE new_rows ON COMMIT DROP AS
-                        SELECT account_id, product_id, id AS distribution_id FROM investment.distributions""")
+                        SELECT account_id, product_id, id AS distribution_id, transaction_id
+                        FROM investment.distributions""")
         conn.execute("ANALYZE new_rows")
         query = _check_query(conn, "transactions", "distribution_id")
         flattened = _plan(conn, query.replace(" OFFSET 0)", ")"))
         assert "Join Filter: (t.id = n.distribution_id)" in flattened, flattened  # 0014's plan: the whole table
         probed = _plan(conn, query)
         assert "Index Cond: (id = n.distribution_id)" in probed and "Join Filter" not in probed, probed
+        # A distribution's transaction, written in the month's statement too, is probed by key (0017).
+        by_transaction = _plan(conn, _check_query(conn, "distributions", "transaction_id"))
+        assert "Index Cond: (id = n.transaction_id)" in by_transaction, by_transaction
         for table, column in (("transactions", "account_id"), ("distributions", "account_id"),
                               ("distributions", "product_id")):
             assert "Join Filter" not in _plan(conn, _check_query(conn, table, column)), (table, column)
