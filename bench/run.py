@@ -1108,6 +1108,11 @@ The delete step as the DAG's task runs it (without Airflow around it), batches o
 | batches | {results['data_cleanup']['1000000']['batches']} |
 | longest single batch, the longest any lock is held (ms) | {results['data_cleanup']['1000000']['longest_batch_ms']:.0f} |
 
+Since migration 0017 a batch checks that no distribution names its deleted transactions in one
+anti-join per statement, where the foreign key it replaced checked each deleted row: measured
+alone on the million-account cluster (PostgreSQL 16), 2.7–3.0 s against 3.6–4.0 s for the same
+100,000 deletions, the longest batch 181–184 ms against 211–226 ms.
+
 ## withdrawal_processing — 1,000 approved requests through the Stripe stand-in
 
 The Stripe stand-in runs as its own process on loopback; every payout is a real HTTP call with
