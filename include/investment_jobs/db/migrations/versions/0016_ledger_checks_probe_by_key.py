@@ -2,9 +2,9 @@
 key, whatever the statistics say.
 
 A month that is distributed and rolled back (a crash, an approval that no longer matches) leaves
-``distributions`` with pages of dead rows. When vacuum has counted them but could not cut the
-pages off (truncation needs a lock that a waiting retry holds), the table has ``relpages > 0`` and
-``reltuples = 0``: the planner takes it for empty. The retry's check of its new ``transactions``
+``distributions`` with pages of dead rows. When vacuum has counted them but not cut the pages
+off (it skips the truncation when it cannot take the table's exclusive lock at once), the table has
+``relpages > 0`` and ``reltuples = 0``: the planner takes it for empty. The retry's check of its new ``transactions``
 then ran ``NOT EXISTS (… distributions …)`` as a nested loop whose inner side is the whole table
 (a materialised seq or index scan), compared row by row: 24k × 24k took 9.8 s, and 770k × 1.8M at
 a million accounts was still running after 7 minutes (it would have taken hours).
